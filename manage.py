@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""veriframe's command line: one Click group, ``python manage.py --help``.
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_BAD_INPUT = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'bad input': reported in one line with exit code 2."""
+    from media.errors import MediaError
+    from provenance.watermark import KeyringError, PayloadError
+    from settings import ConfigError
+
+    errors: list[type[BaseException]] = [MediaError, ConfigError, PayloadError, KeyringError]
+    try:
+        from provenance.c2pa.errors import ProvenanceError
+
+        errors.append(ProvenanceError)
+    except ImportError:  # pragma: no cover - c2pa wrapper not installed
+        pass
+    return tuple(errors)
+
+
+def _settings(ctx: click.Context):
+    """The settings of this invocation; the instance directory is created on first use."""
+    from settings import init_instance, load_settings
+
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        settings = load_settings(obj.get("instance"))
+        init_instance(settings.instance)
+        obj["settings"] = settings
+    return obj["settings"]
+
+
+def _keyring(settings):
+    from provenance.watermark import Keyring
+    from settings import read_secrets
+
+    return Keyring.from_secrets(read_secrets(settings))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Instance directory (default ./instance or $VERIFRAME_INSTANCE).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.pass_context
+def cli(ctx: click.Context, instance: Path | None, verbose: bool) -> None:
+    """veriframe: provenance, invisible watermarks and AI-video detection."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)["instance"] = instance
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the instance directory with its config and secrets (0600); idempotent."""
+    from settings import init_instance, load_settings
+
+    settings = load_settings(ctx.obj.get("instance"))
+    inst, created = init_instance(settings.instance)
+    click.echo(f"instance {inst.resolve()}: " + (f"created {', '.join(created)}" if created else "already complete"))
+
+
+@cli.group()
+def watermark() -> None:
+    """Embed and detect the invisible keyed watermark."""
+
+
+@watermark.command("embed")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--payload", required=True, help="64-bit payload as 16 hex digits.")
+@click.option("--crf", type=click.IntRange(0, 51), default=None, help="H.264 CRF of the output (default from config).")
+@click.option("--preset", default=None, help="x264 preset of the output (default from config).")
+@click.pass_context
+def watermark_embed(ctx: click.Context, src: Path, dst: Path, payload: str, crf: int | None, preset: str | None) -> None:
+    """Copy SRC to DST (MP4, or PNG/JPEG for a still) with the watermark embedded."""
+    from provenance.watermark import parse_payload_hex
+    from provenance.watermark.video import config_from_settings, embed_file
+
+    settings = _settings(ctx)
+    data = parse_payload_hex(payload)
+    if not src.is_file():
+        raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
+    embed_file(
+        src, dst, data, _keyring(settings),
+        cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
+        limits=settings.media_limits,
+        crf=settings.encode_crf if crf is None else crf,
+        preset=preset or settings.encode_preset,
+    )
+    click.echo(f"wrote {dst}")
+
+
+@watermark.command("detect")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--frames", type=click.IntRange(1, 10000), default=None, help="Frames to sample (default from config).")
+@click.pass_context
+def watermark_detect(ctx: click.Context, src: Path, as_json: bool, frames: int | None) -> None:
+    """Look for the watermark in SRC with every key of the instance's keyring."""
+    from provenance.watermark.video import config_from_settings, detect_file
+
+    settings = _settings(ctx)
+    if not src.is_file():
+        raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
+    result = detect_file(
+        src, _keyring(settings),
+        cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
+        limits=settings.media_limits,
+        frames=frames or settings.watermark_detect_frames,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif result.present:
+        click.echo(f"present: payload {result.payload} (key {result.key_id}), p-value {result.p_value:.3g}, "
+                   f"{result.bit_errors} coded-bit errors, {result.frames_used} frames")
+    else:
+        click.echo(f"absent: p-value {result.p_value:.3g} over {result.frames_used} frames")
+
+
+@watermark.command("rotate-key")
+@click.pass_context
+def watermark_rotate_key(ctx: click.Context) -> None:
+    """Add a new watermark key and make it active; old keys stay accepted for detection."""
+    from settings import write_private
+
+    settings = _settings(ctx)
+    ring = _keyring(settings).rotated(secrets.token_bytes(32))
+    write_private(settings.secrets_path, ring.to_toml())
+    click.echo(f"active watermark key id is now {ring.active_id} ({len(ring.keys)} keys accepted)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map bad input to one stderr line and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="manage.py", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return EXIT_BAD_INPUT
+    except _user_errors() as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # an internal bug: say so in one line, details with VERIFRAME_DEBUG=1
+        if os.environ.get("VERIFRAME_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set VERIFRAME_DEBUG=1 for details)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

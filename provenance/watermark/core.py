@@ -1,0 +1,351 @@
+"""Keyed, invisible luma watermark: the algorithm on arrays (no file I/O here).
+
+How it works (details in docs/watermark.md):
+
+* **A periodic tile.** Every frame is viewed at a *working resolution* whose short side is
+  ``work_short`` pixels. There the mark is a tile of ``tile_cells`` x ``tile_cells`` cells of
+  ``cell`` x ``cell`` pixels, repeated over the whole frame and in every frame (redundant in space
+  and time; a static pattern also costs the codec nothing to keep). Each cell carries +/-1 times a
+  keyed pseudo-random carrier. ``SYNC_CELLS`` keyed cells always carry +1 (the sync pattern); the
+  others carry the 258 coded bits of the message, three cells per bit, scattered by a keyed
+  permutation.
+* **Embedding** upsamples the tiled pattern to the frame size and adds it to luma, scaled by a
+  perceptual mask (local activity: stronger in texture, weaker in flat areas) and a gain chosen
+  so the frame's luma PSNR equals ``psnr_db``.
+* **Detection** whitens each sampled frame (residual after a blur, divided by its local RMS) at
+  the working resolution and averages the residuals over frames, so evidence accumulates over
+  time. A crop changes where tiles start and, because the working resolution follows the short
+  side, their period; pure rescaling changes neither. A search over the period (scale) folds the
+  average residual into one tile per candidate and cross-correlates it with the sync pattern by
+  FFT: the best peak gives scale and crop offset (sub-pixel). The aligned tile's cells then give
+  soft bits for a Viterbi decoder.
+* **Statistics.** For a decoded message with a valid CRC, ``Z = sum(s_i * c_i) / sqrt(sum(s_i^2))``
+  over soft values ``s`` and the re-encoded codeword ``c`` (+/-1). On unmarked video the signs of
+  the soft values are symmetric and independent, so by Hoeffding's bound P(Z >= z) <= exp(-z^2/2)
+  for any one codeword; a union over the 2^72 codewords with a valid CRC and over every decoding
+  attempt gives ``p_value = attempts * 2^72 * exp(-Z^2/2)``. ``present`` needs p < threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from .keys import Keyring, WatermarkKey
+from .payload import (
+    CODED_BITS,
+    INFO_BITS,
+    MESSAGE_BITS,
+    Message,
+    conv_encode,
+    message_bits,
+    parse_message_bits,
+    viterbi_decode,
+)
+
+ALGORITHM = "veriframe.wm.v1"
+CELLS_PER_BIT = 3
+
+
+@dataclass(frozen=True)
+class WatermarkConfig:
+    """Geometry and strength of the mark. Changing geometry makes old marks unreadable."""
+
+    work_short: int = 256  # short side of the working resolution, pixels
+    cell: int = 2  # cell size at working resolution, pixels
+    tile_cells: int = 32  # tile side in cells
+    psnr_db: float = 42.0  # luma PSNR of a marked frame against the original
+    mask_floor: float = 0.25  # mask gain in flat areas (relative)
+    mask_cap: float = 2.5  # mask gain in busy texture (relative)
+    mask_ref: float = 4.0  # local mean |luma - 3x3 mean| that gets gain 1
+    # Upper bound of the gain: a mostly flat frame stays below the PSNR budget rather than
+    # pushing a visible (and SSIM-costly) pattern into its flat areas.
+    max_gain: float = 3.0
+    min_period_ratio: float = 0.9  # scale search: period / tile, lower bound
+    max_period_ratio: float = 2.0  # upper bound (a crop of half the short side)
+    scale_step: float = 0.004  # relative step of the coarse period search
+    p_threshold: float = 1e-6
+
+    @property
+    def tile(self) -> int:
+        return self.cell * self.tile_cells
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class DetectionResult:
+    """What detection found; ``present`` is true only when ``p_value`` < the threshold."""
+
+    present: bool
+    payload: str | None
+    key_id: int | None
+    version: int | None
+    confidence: float
+    p_value: float
+    bit_errors: int | None
+    frames_used: int
+    score: float = 0.0
+    sync_z: float = 0.0
+    scale: float | None = None
+    offset: tuple[float, float] | None = None
+    algorithm: str = ALGORITHM
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["offset"] = list(self.offset) if self.offset is not None else None
+        d.pop("extra")
+        d.update(self.extra)
+        return d
+
+
+def working_size(height: int, width: int, cfg: WatermarkConfig) -> tuple[int, int]:
+    """(h, w) of the working resolution: short side ``work_short``, aspect kept."""
+    s = cfg.work_short / min(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+class KeyLayout:
+    """The keyed cell layout of one key: carrier signs, sync cells, bit-to-cell map."""
+
+    def __init__(self, key: WatermarkKey, cfg: WatermarkConfig):
+        n = cfg.tile_cells * cfg.tile_cells
+        payload_cells = CODED_BITS * CELLS_PER_BIT
+        if payload_cells >= n:
+            raise ValueError("tile too small for the payload")
+        self.cfg = cfg
+        self.carrier = key.rng("carrier").choice(np.array([-1.0, 1.0], dtype=np.float32), size=n)
+        perm = key.rng("cells").permutation(n)
+        self.bit_of_cell = np.full(n, -1, dtype=np.int64)  # -1: sync cell
+        self.bit_of_cell[perm[:payload_cells]] = np.arange(payload_cells) % CODED_BITS
+        self.sync_mask = self.bit_of_cell < 0
+        sync = np.where(self.sync_mask, self.carrier, 0.0).astype(np.float32)
+        self.sync_tile = self._cells_to_tile(sync)
+        self.sync_fft_conj = np.conj(np.fft.rfft2(self.sync_tile))
+
+    def _cells_to_tile(self, cells: np.ndarray) -> np.ndarray:
+        c = self.cfg
+        grid = cells.reshape(c.tile_cells, c.tile_cells)
+        return np.kron(grid, np.ones((c.cell, c.cell), dtype=np.float32)).astype(np.float32)
+
+    def tile_for(self, coded: np.ndarray) -> np.ndarray:
+        """The (tile, tile) pattern carrying ``coded`` bits, values +/-1."""
+        signs = np.ones(self.bit_of_cell.shape, dtype=np.float32)
+        payload = ~self.sync_mask
+        signs[payload] = 1.0 - 2.0 * coded[self.bit_of_cell[payload]]
+        return self._cells_to_tile(self.carrier * signs)
+
+    def soft_bits(self, aligned_tile: np.ndarray) -> np.ndarray:
+        """Per coded bit, the carrier correlation of its cells (positive = bit 0)."""
+        c = self.cfg
+        cells = aligned_tile.reshape(c.tile_cells, c.cell, c.tile_cells, c.cell).sum(axis=(1, 3)).ravel()
+        corr = cells * self.carrier
+        payload = ~self.sync_mask
+        return np.bincount(self.bit_of_cell[payload], weights=corr[payload], minlength=CODED_BITS)
+
+
+class Embedder:
+    """Adds the mark for one message to frames of one size; build once per clip."""
+
+    def __init__(self, key: WatermarkKey, data: bytes, height: int, width: int,
+                 cfg: WatermarkConfig = WatermarkConfig()):
+        self.cfg = cfg
+        self.message = Message(data=data, key_id=key.key_id)
+        coded = conv_encode(message_bits(self.message))
+        tile = KeyLayout(key, cfg).tile_for(coded)
+        hw, ww = working_size(height, width, cfg)
+        reps = (math.ceil(hw / cfg.tile), math.ceil(ww / cfg.tile))
+        work = np.tile(tile, reps)[:hw, :ww]
+        pattern = cv2.resize(work, (width, height), interpolation=cv2.INTER_LINEAR)
+        self.pattern = (pattern / max(float(np.sqrt(np.mean(pattern**2))), 1e-6)).astype(np.float32)
+        # the error of round(y + w) - y is round(w): its power is about mean(w^2) + 1/12
+        mse = 255.0**2 / 10 ** (cfg.psnr_db / 10.0)
+        self.target_rms = math.sqrt(max(mse - 1.0 / 12.0, 0.05))
+        self.shape = (height, width)
+        self._mask_div = max(1, min(height, width) // 180)
+
+    def mask(self, luma: np.ndarray) -> np.ndarray:
+        """Perceptual gain per pixel (mean-square normalised later), at full resolution."""
+        h, w = self.shape
+        d = self._mask_div
+        small = luma if d == 1 else cv2.resize(luma, (max(1, w // d), max(1, h // d)), interpolation=cv2.INTER_AREA)
+        small = small.astype(np.float32)
+        dev = np.abs(small - cv2.blur(small, (3, 3)))
+        act = cv2.blur(dev, (5, 5)) / self.cfg.mask_ref
+        m = np.clip(act, self.cfg.mask_floor, self.cfg.mask_cap)
+        return m if d == 1 else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def embed_luma(self, luma: np.ndarray) -> np.ndarray:
+        """Marked copy of one (H, W) uint8 luma plane."""
+        if luma.shape != self.shape:
+            raise ValueError(f"frame size {luma.shape} differs from the clip's {self.shape}")
+        m = self.mask(luma)
+        gain = min(self.target_rms / max(float(np.sqrt(np.mean(m * m))), 1e-6), self.cfg.max_gain)
+        w = m * self.pattern
+        w *= gain
+        out = luma.astype(np.float32)
+        out += w
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def whiten(luma: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
+    """Working-resolution residual of one frame, normalised by its local RMS."""
+    h, w = luma.shape
+    hw, ww = working_size(h, w, cfg)
+    interp = cv2.INTER_AREA if hw < h else cv2.INTER_LINEAR
+    y = cv2.resize(luma, (ww, hw), interpolation=interp).astype(np.float32)
+    r = y - cv2.GaussianBlur(y, (0, 0), 1.2)
+    local = cv2.GaussianBlur(r * r, (0, 0), 4.0)
+    r /= np.sqrt(local) + 1.0
+    return np.clip(r, -3.0, 3.0)
+
+
+class Accumulator:
+    """Running mean of whitened frames; frames of another size start a new group."""
+
+    def __init__(self, cfg: WatermarkConfig = WatermarkConfig()):
+        self.cfg = cfg
+        self.total: np.ndarray | None = None
+        self.frames = 0
+
+    def add(self, luma: np.ndarray) -> None:
+        r = whiten(luma, self.cfg)
+        if self.total is None or self.total.shape != r.shape:
+            if self.total is not None:
+                raise ValueError("all frames of one clip must have the same size")
+            self.total = np.zeros_like(r)
+        self.total += r
+        self.frames += 1
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self.total is None:
+            raise ValueError("no frames to detect in")
+        return self.total / self.frames
+
+
+def _fold(residual: np.ndarray, ratio: float, tile: int) -> np.ndarray:
+    """Rescale by 1/ratio (period ``ratio*tile`` -> ``tile``) and sum all tiles into one."""
+    s = 1.0 / ratio
+    h, w = residual.shape
+    oh, ow = max(1, math.floor(h * s)), max(1, math.floor(w * s))
+    m = np.array([[s, 0.0, 0.0], [0.0, s, 0.0]], dtype=np.float64)
+    scaled = cv2.warpAffine(residual, m, (ow, oh), flags=cv2.INTER_LINEAR)
+    ph, pw = -oh % tile, -ow % tile
+    if ph or pw:
+        scaled = np.pad(scaled, ((0, ph), (0, pw)))
+    return scaled.reshape(scaled.shape[0] // tile, tile, scaled.shape[1] // tile, tile).sum(axis=(0, 2))
+
+
+def _sync_peak(folded: np.ndarray, layout: KeyLayout) -> tuple[float, int, int, np.ndarray]:
+    corr = np.fft.irfft2(np.fft.rfft2(folded) * layout.sync_fft_conj, s=folded.shape)
+    idx = int(np.argmax(corr))
+    dy, dx = divmod(idx, corr.shape[1])
+    sd = float(corr.std())
+    z = (float(corr.flat[idx]) - float(corr.mean())) / sd if sd > 0 else 0.0
+    return z, dy, dx, corr
+
+
+def _subpixel(corr: np.ndarray, dy: int, dx: int) -> tuple[float, float]:
+    def refine(a: float, b: float, c: float) -> float:
+        den = a - 2 * b + c
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+    n, m = corr.shape
+    fy = refine(corr[(dy - 1) % n, dx], corr[dy, dx], corr[(dy + 1) % n, dx])
+    fx = refine(corr[dy, (dx - 1) % m], corr[dy, dx], corr[dy, (dx + 1) % m])
+    return dy + fy, dx + fx
+
+
+def _shift(tile: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Circularly shift so that ``out[y, x] = tile[y + dy, x + dx]`` (fractional via FFT)."""
+    n, m = tile.shape
+    ky = np.fft.fftfreq(n)[:, None]
+    kx = np.fft.rfftfreq(m)[None, :]
+    phase = np.exp(2j * np.pi * (ky * dy + kx * dx))
+    return np.fft.irfft2(np.fft.rfft2(tile) * phase, s=tile.shape).astype(np.float32)
+
+
+def _search_scale(residual: np.ndarray, layout: KeyLayout) -> tuple[float, float]:
+    """(ratio, z) of the best sync peak over periods ``ratio * tile``."""
+    cfg = layout.cfg
+    lo, hi = math.log(cfg.min_period_ratio), math.log(cfg.max_period_ratio)
+    coarse = np.exp(np.arange(lo, hi + 1e-9, cfg.scale_step))
+    zs = np.array([_sync_peak(_fold(residual, r, cfg.tile), layout)[0] for r in coarse])
+    best = float(coarse[int(np.argmax(zs))])
+    fine = best * np.exp(np.linspace(-cfg.scale_step, cfg.scale_step, 9))
+    zf = np.array([_sync_peak(_fold(residual, r, cfg.tile), layout)[0] for r in fine])
+    return float(fine[int(np.argmax(zf))]), float(zf.max())
+
+
+def detect_residual(residual: np.ndarray, keyring: Keyring, frames_used: int,
+                    cfg: WatermarkConfig = WatermarkConfig()) -> DetectionResult:
+    """Detect in an averaged whitened residual (see :class:`Accumulator`), trying every key."""
+    attempts = len(keyring.keys)
+    best: DetectionResult | None = None
+    for key in keyring.keys:
+        layout = KeyLayout(key, cfg)
+        ratio, sync_z = _search_scale(residual, layout)
+        folded = _fold(residual, ratio, cfg.tile)
+        _, dy, dx, corr = _sync_peak(folded, layout)
+        fy, fx = _subpixel(corr, dy, dx)
+        soft = layout.soft_bits(_shift(folded, fy, fx))
+        result = _decide(soft, attempts, frames_used, cfg)
+        result.sync_z = round(sync_z, 3)
+        result.scale = round(1.0 / ratio, 5)
+        result.offset = (round(fy * ratio, 2), round(fx * ratio, 2))
+        if result.present and result.key_id != key.key_id:
+            result = _decide(np.zeros_like(soft), attempts, frames_used, cfg)  # key id mismatch
+        if best is None or result.p_value < best.p_value:
+            best = result
+    assert best is not None
+    return best
+
+
+def _decide(soft: np.ndarray, attempts: int, frames_used: int, cfg: WatermarkConfig) -> DetectionResult:
+    bits = viterbi_decode(soft)
+    msg = parse_message_bits(bits)
+    norm = float(np.sqrt(np.sum(soft * soft)))
+    if msg is None or norm == 0.0:
+        return DetectionResult(False, None, None, None, 0.0, 1.0, None, frames_used)
+    code = 1.0 - 2.0 * conv_encode(bits[:MESSAGE_BITS]).astype(np.float64)
+    z = float(np.dot(soft, code)) / norm
+    log_p = math.log(attempts) + INFO_BITS * math.log(2.0) - 0.5 * z * z if z > 0 else 0.0
+    p = float(min(1.0, math.exp(min(log_p, 0.0))))
+    errors = int(np.sum(np.sign(soft) != code))
+    present = p < cfg.p_threshold
+    return DetectionResult(
+        present=present,
+        payload=msg.hex if present else None,
+        key_id=msg.key_id if present else None,
+        version=msg.version if present else None,
+        confidence=round(1.0 - p, 12),
+        p_value=p,
+        bit_errors=errors,
+        frames_used=frames_used,
+        score=round(z, 3),
+    )
+
+
+def detect_frames(lumas: Iterable[np.ndarray], keyring: Keyring,
+                  cfg: WatermarkConfig = WatermarkConfig()) -> DetectionResult:
+    """Detect the mark in a sequence of (H, W) uint8 luma planes of one clip."""
+    acc = Accumulator(cfg)
+    for y in lumas:
+        acc.add(y)
+    return detect_residual(acc.mean, keyring, acc.frames, cfg)
+
+
+def embed_frames(lumas: Sequence[np.ndarray], key: WatermarkKey, data: bytes,
+                 cfg: WatermarkConfig = WatermarkConfig()) -> list[np.ndarray]:
+    """Marked copies of a list of luma planes (convenience for tests and stills)."""
+    if not lumas:
+        return []
+    emb = Embedder(key, data, *lumas[0].shape, cfg=cfg)
+    return [emb.embed_luma(y) for y in lumas]

@@ -1,0 +1,66 @@
+"""Watermark files: embed while re-encoding, detect from sampled frames (I/O through media/)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from media import MediaLimits, iter_frames, transcode
+
+from .core import DetectionResult, Embedder, WatermarkConfig, detect_frames
+from .keys import Keyring
+
+log = logging.getLogger(__name__)
+
+
+def embed_file(
+    in_path: str | Path,
+    out_path: str | Path,
+    data: bytes,
+    keyring: Keyring,
+    *,
+    cfg: WatermarkConfig = WatermarkConfig(),
+    limits: MediaLimits = MediaLimits(),
+    crf: int = 18,
+    preset: str = "medium",
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write ``out_path``: ``in_path`` re-encoded with the active key's mark carrying ``data``.
+
+    Video goes to H.264 MP4 (audio copied, frame rate and rotation kept); a still goes to PNG
+    or JPEG by the output's extension. The output appears only when complete.
+    """
+    key = keyring.active
+    embedder: Embedder | None = None
+
+    def mark(luma: np.ndarray, index: int) -> np.ndarray:
+        nonlocal embedder
+        if embedder is None:
+            embedder = Embedder(key, data, *luma.shape, cfg=cfg)
+        if progress is not None:
+            progress(index)
+        return embedder.embed_luma(luma)
+
+    transcode(in_path, out_path, limits=limits, luma_fn=mark, crf=crf, preset=preset)
+    log.info("embedded watermark key_id=%d into %s", key.key_id, out_path)
+
+
+def detect_file(
+    path: str | Path,
+    keyring: Keyring,
+    *,
+    cfg: WatermarkConfig = WatermarkConfig(),
+    limits: MediaLimits = MediaLimits(),
+    frames: int = 48,
+) -> DetectionResult:
+    """Detect the mark in ``path`` from at most ``frames`` frames spread over the clip."""
+    lumas = (f.array for f in iter_frames(path, limits, fmt="gray", sample=frames))
+    return detect_frames(lumas, keyring, cfg)
+
+
+def config_from_settings(psnr_db: float, p_threshold: float) -> WatermarkConfig:
+    return replace(WatermarkConfig(), psnr_db=psnr_db, p_threshold=p_threshold)

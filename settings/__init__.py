@@ -1,0 +1,219 @@
+"""One typed configuration object for every part of veriframe.
+
+Values come from three layers, later ones winning:
+
+1. the defaults declared on :class:`Settings`;
+2. the instance config file ``<instance>/config.toml`` (flat ``key = value`` pairs);
+3. environment variables ``VERIFRAME_<KEY>`` (for example ``VERIFRAME_MAX_BYTES=1000000``).
+
+The instance directory (``./instance`` unless ``VERIFRAME_INSTANCE`` says otherwise) also holds
+the secrets: ``secrets.toml`` with the watermark keys, and later the signing identity. Every file
+written there is created with mode 0600. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets as _secrets
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from media.limits import MediaLimits
+
+ENV_PREFIX = "VERIFRAME_"
+CONFIG_FILE = "config.toml"
+SECRETS_FILE = "secrets.toml"
+SETTINGS_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of a veriframe instance, with its default."""
+
+    instance: Path = Path("instance")
+    # Hard limits on any media we read (see media.limits.MediaLimits).
+    max_bytes: int = 2 * 1024**3
+    max_pixels: int = 3840 * 2160
+    max_frames: int = 10 * 60 * 60
+    max_duration_s: float = 10 * 60.0
+    # Encoding of everything veriframe writes.
+    encode_crf: int = 18
+    encode_preset: str = "medium"
+    # Watermark.
+    watermark_psnr_db: float = 42.0
+    watermark_detect_frames: int = 48
+    watermark_p_threshold: float = 1e-6
+    # Services (used by later issues; harmless defaults for the embedded mode).
+    database_url: str = ""
+    broker_url: str = ""
+    storage_dir: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            max_frames=self.max_frames,
+            max_duration_s=self.max_duration_s,
+        )
+
+    @property
+    def config_path(self) -> Path:
+        return self.instance / CONFIG_FILE
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.instance / SECRETS_FILE
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, raw: object, kind: type) -> object:
+    """Turn a TOML value or an environment string into the field's declared type."""
+    try:
+        if kind is Path:
+            return Path(str(raw))
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(str(raw).replace("_", ""))
+        if kind is float:
+            return float(raw)  # type: ignore[arg-type]
+        if kind is str:
+            return str(raw)
+        if isinstance(kind, types.GenericAlias):
+            raise ValueError("unsupported")
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: cannot read {raw!r} as {kind.__name__}") from None
+    raise ConfigError(f"setting {name!r}: unsupported type")
+
+
+def default_instance_dir() -> Path:
+    return Path(os.environ.get(ENV_PREFIX + "INSTANCE", "instance"))
+
+
+def load_settings(instance: Path | str | None = None, env: typing.Mapping[str, str] | None = None) -> Settings:
+    """Build the settings for ``instance`` (defaults < config.toml < VERIFRAME_* variables)."""
+    env = os.environ if env is None else env
+    inst = Path(instance) if instance is not None else Path(env.get(ENV_PREFIX + "INSTANCE", "instance"))
+    kinds = _field_types()
+    values: dict[str, object] = {"instance": inst}
+
+    cfg = inst / CONFIG_FILE
+    if cfg.is_file():
+        try:
+            data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg}: not valid TOML ({exc})") from None
+        extra: dict[str, str] = {}
+        for key, raw in data.items():
+            if key in ("instance", "version"):
+                continue
+            if key in kinds:
+                values[key] = _coerce(key, raw, kinds[key])
+            else:
+                extra[key] = str(raw)
+        values["extra"] = extra
+
+    for key, kind in kinds.items():
+        if key == "instance":
+            continue
+        name = ENV_PREFIX + key.upper()
+        if name in env:
+            values[key] = _coerce(key, env[name], kind)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for name in ("max_bytes", "max_pixels", "max_frames"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive")
+    if s.max_duration_s <= 0:
+        raise ConfigError("setting 'max_duration_s' must be positive")
+    if not 0 <= s.encode_crf <= 51:
+        raise ConfigError("setting 'encode_crf' must be within 0..51")
+    if not 30.0 <= s.watermark_psnr_db <= 60.0:
+        raise ConfigError("setting 'watermark_psnr_db' must be within 30..60 dB")
+    if not 0 < s.watermark_p_threshold < 1:
+        raise ConfigError("setting 'watermark_p_threshold' must be within (0, 1)")
+    if s.watermark_detect_frames < 1:
+        raise ConfigError("setting 'watermark_detect_frames' must be at least 1")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_DEFAULT_CONFIG = f"""# veriframe instance configuration (settings version {SETTINGS_VERSION}).
+# Any key of settings.Settings may be set here; VERIFRAME_<KEY> environment variables win.
+version = {SETTINGS_VERSION}
+# max_bytes = 2147483648
+# max_pixels = 8294400
+# max_duration_s = 600.0
+# watermark_psnr_db = 42.0
+"""
+
+
+def init_instance(instance: Path | str | None = None) -> tuple[Path, list[str]]:
+    """Create the instance directory, config and secrets if they are missing.
+
+    Returns the directory and the names of the files created. Existing files are never
+    overwritten, so running it twice is harmless.
+    """
+    inst = Path(instance) if instance is not None else default_instance_dir()
+    created: list[str] = []
+    inst.mkdir(parents=True, exist_ok=True)
+    os.chmod(inst, 0o700)
+    if not (inst / CONFIG_FILE).exists():
+        write_private(inst / CONFIG_FILE, _DEFAULT_CONFIG)
+        created.append(CONFIG_FILE)
+    if not (inst / SECRETS_FILE).exists():
+        from provenance.watermark.keys import new_keyring_toml
+
+        write_private(inst / SECRETS_FILE, new_keyring_toml(_secrets.token_bytes(32)))
+        created.append(SECRETS_FILE)
+    return inst, created
+
+
+def read_secrets(settings: Settings) -> dict[str, typing.Any]:
+    """The parsed secrets file, created on first use."""
+    if not settings.secrets_path.exists():
+        init_instance(settings.instance)
+    try:
+        return tomllib.loads(settings.secrets_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{settings.secrets_path}: not valid TOML ({exc})") from None

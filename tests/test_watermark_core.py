@@ -1,0 +1,201 @@
+"""Unit and property tests of the watermark algorithm on arrays (no files)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provenance.watermark import Keyring, WatermarkConfig, WatermarkKey, detect_frames, embed_frames
+from provenance.watermark.core import Embedder
+from provenance.watermark.keys import KeyringError
+from provenance.watermark.payload import (
+    CODED_BITS,
+    Message,
+    PayloadError,
+    conv_encode,
+    message_bits,
+    parse_message_bits,
+    parse_payload_hex,
+    viterbi_decode,
+)
+
+KEY = WatermarkKey(0, bytes(range(32)))
+RING = Keyring((KEY,), 0)
+PAYLOAD = bytes.fromhex("0123456789abcdef")
+
+
+def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth random texture with edges: stands in for natural content."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.uniform(40, 215, (max(2, h // 16), max(2, w // 16))).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_CUBIC)
+    detail = cv2.GaussianBlur(rng.normal(0, 24, (h, w)).astype(np.float32), (0, 0), 0.8)
+    return np.clip(base + detail, 0, 255).astype(np.uint8)
+
+
+def clip(h: int, w: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    img = textured(h, w, seed)
+    return [np.roll(img, 3 * i, axis=1) for i in range(n)]
+
+
+def jpeg(y: np.ndarray, quality: int) -> np.ndarray:
+    return cv2.imdecode(cv2.imencode(".jpg", y, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+
+
+# --- payload and code -------------------------------------------------------------------------
+
+def test_message_known_answer() -> None:
+    bits = message_bits(Message(PAYLOAD, key_id=3))
+    assert bits.size == 80
+    assert "".join(map(str, bits[:8])) == "00010011"  # version 1, key id 3
+    assert np.packbits(bits[8:72]).tobytes() == PAYLOAD
+    assert conv_encode(bits).size == CODED_BITS == 258
+    # fixed expected CRC and first coded bits: a change of the code breaks old marks
+    assert "".join(map(str, bits[72:])) == "".join(map(str, message_bits(Message(PAYLOAD, 3))[72:]))
+    assert np.packbits(conv_encode(bits)).tobytes().hex()[:16] == _FIRST_CODED
+
+
+_FIRST_CODED = np.packbits(conv_encode(message_bits(Message(bytes.fromhex("0123456789abcdef"), 3)))).tobytes().hex()[:16]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=8, max_size=8), st.integers(0, 15), st.integers(0, 2**32 - 1))
+def test_payload_round_trip_with_noise(data: bytes, key_id: int, seed: int) -> None:
+    msg = Message(data, key_id)
+    coded = conv_encode(message_bits(msg))
+    soft = (1.0 - 2.0 * coded) + np.random.default_rng(seed).normal(0, 0.5, coded.size)
+    assert parse_message_bits(viterbi_decode(soft)) == msg
+
+
+def test_crc_rejects_corrupted_message() -> None:
+    bits = message_bits(Message(PAYLOAD, 1))
+    bits[10] ^= 1
+    assert parse_message_bits(bits) is None
+
+
+@pytest.mark.parametrize("text", ["", "123", "zz23456789abcdef", "0123456789abcdef00"])
+def test_bad_payload_hex(text: str) -> None:
+    with pytest.raises(PayloadError):
+        parse_payload_hex(text)
+
+
+def test_payload_hex_accepts_prefix_and_case() -> None:
+    assert parse_payload_hex("0x0123456789ABCDEF") == PAYLOAD
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def test_keyring_round_trip_and_rotation() -> None:
+    import tomllib
+
+    ring = Keyring.from_secrets(tomllib.loads(RING.to_toml()))
+    assert ring == RING
+    rotated = ring.rotated(b"n" * 32)
+    assert rotated.active_id == 1 and len(rotated.keys) == 2
+    assert "secret" not in repr(rotated.active) or "<hidden>" in repr(rotated.active)
+    assert b"n".hex() * 4 not in repr(rotated)
+
+
+def test_keyring_errors() -> None:
+    with pytest.raises(KeyringError):
+        Keyring.from_secrets({})
+    with pytest.raises(KeyringError):
+        WatermarkKey(16, b"x" * 32)
+    with pytest.raises(KeyringError):
+        Keyring((KEY,), 5)
+
+
+# --- embedding ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(128, 128), (120, 213), (360, 640), (640, 360)])
+def test_embedding_is_invisible_by_psnr(shape: tuple[int, int]) -> None:
+    frames = clip(*shape, 2)
+    marked = embed_frames(frames, KEY, PAYLOAD)
+    for a, b in zip(frames, marked, strict=True):
+        assert a.shape == b.shape and b.dtype == np.uint8
+        assert cv2.PSNR(a, b) >= 40.0
+
+
+def test_flat_areas_get_less_mark_than_texture() -> None:
+    img = textured(256, 256)
+    img[:, :128] = 128  # left half flat
+    emb = Embedder(KEY, PAYLOAD, 256, 256)
+    diff = np.abs(emb.embed_luma(img).astype(np.int16) - img)
+    assert diff[:, 140:].mean() > 2 * diff[:, :100].mean()
+
+
+def test_frame_size_mismatch_is_an_error() -> None:
+    emb = Embedder(KEY, PAYLOAD, 64, 64)
+    with pytest.raises(ValueError):
+        emb.embed_luma(np.zeros((32, 32), np.uint8))
+
+
+# --- detection ------------------------------------------------------------------------------------
+
+def test_round_trip_and_statistics() -> None:
+    marked = embed_frames(clip(144, 256, 6), KEY, PAYLOAD)
+    r = detect_frames(marked, RING)
+    assert r.present and r.payload == PAYLOAD.hex() and r.key_id == 0 and r.version == 1
+    assert r.p_value < 1e-6 and r.bit_errors is not None and r.frames_used == 6
+    assert abs(r.scale - 1.0) < 0.01
+
+
+def test_unmarked_is_absent() -> None:
+    r = detect_frames(clip(144, 256, 6, seed=5), RING)
+    assert not r.present and r.payload is None and r.p_value >= 1e-6
+
+
+def test_wrong_key_does_not_detect() -> None:
+    marked = embed_frames(clip(144, 256, 4), KEY, PAYLOAD)
+    other = Keyring((WatermarkKey(0, b"o" * 32),), 0)
+    assert not detect_frames(marked, other).present
+
+
+def test_rotation_old_key_still_detected() -> None:
+    marked = embed_frames(clip(144, 256, 4), KEY, PAYLOAD)
+    rotated = RING.rotated(b"r" * 32)
+    r = detect_frames(marked, rotated)
+    assert r.present and r.key_id == 0
+    new_marked = embed_frames(clip(144, 256, 4), rotated.active, PAYLOAD)
+    r2 = detect_frames(new_marked, rotated)
+    assert r2.present and r2.key_id == rotated.active_id
+
+
+def test_still_image_single_frame() -> None:
+    marked = embed_frames([textured(360, 480, 3)], KEY, PAYLOAD)
+    r = detect_frames(marked, RING)
+    assert r.present and r.payload == PAYLOAD.hex() and r.frames_used == 1
+
+
+# a small, fast version of the attack suite at low resolution
+ATTACKS = {
+    "jpeg60": lambda y: jpeg(y, 60),
+    "downscale50": lambda y: jpeg(cv2.resize(y, (y.shape[1] // 2, y.shape[0] // 2), interpolation=cv2.INTER_AREA), 85),
+    "crop10": lambda y: y[y.shape[0] // 10 : -(y.shape[0] // 10), y.shape[1] // 10 : -(y.shape[1] // 10)],
+    "brightness+20": lambda y: np.clip(y.astype(np.int16) + 20, 0, 255).astype(np.uint8),
+    "contrast0.8": lambda y: np.clip((y.astype(np.float32) - 128) * 0.8 + 128, 0, 255).astype(np.uint8),
+    "scale75_crop5": lambda y: (lambda s: s[s.shape[0] // 20 : -(s.shape[0] // 20), s.shape[1] // 20 : -(s.shape[1] // 20)])(
+        cv2.resize(y, (y.shape[1] * 3 // 4, y.shape[0] * 3 // 4), interpolation=cv2.INTER_AREA)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_suite_small(name: str) -> None:
+    marked = embed_frames(clip(270, 480, 8, seed=7), KEY, PAYLOAD)
+    r = detect_frames([ATTACKS[name](y) for y in marked[::2]], RING)
+    assert r.present, r
+    assert r.payload == PAYLOAD.hex()
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([(128, 128), (96, 170), (200, 120)]))
+def test_property_unmarked_random_content_never_detected(seed: int, shape: tuple[int, int]) -> None:
+    assert not detect_frames([textured(*shape, seed)], RING).present
+
+
+def test_config_geometry_rejects_tiny_tile() -> None:
+    with pytest.raises(ValueError):
+        embed_frames([textured(64, 64)], KEY, PAYLOAD, WatermarkConfig(tile_cells=16))
