@@ -145,6 +145,19 @@ def watermark_rotate_key(ctx: click.Context) -> None:
     click.echo(f"active watermark key id is now {ring.active_id} ({len(ring.keys)} keys accepted)")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the web portal and API on the embedded default (development server)."""
+    settings = _settings(ctx)
+    os.environ["VERIFRAME_INSTANCE"] = str(settings.instance)
+    from web import create_app
+
+    create_app().run(host=host, port=port)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map bad input to one stderr line and exit code 2."""
     try:

@@ -1,0 +1,36 @@
+"""veriframe's one place for video and image I/O, built on PyAV.
+
+Every reader checks `MediaLimits` from headers before decoding and again frame by frame while
+decoding; every writer is atomic. Errors are `MediaError` subclasses with one-line messages.
+"""
+
+from .decode import Frame, iter_frames, read_frames
+from .encode import VideoWriter, transcode, write_image
+from .errors import (
+    CorruptMediaError,
+    EmptyMediaError,
+    LimitExceededError,
+    MediaError,
+    NoVideoStreamError,
+    UnsupportedMediaError,
+)
+from .limits import MediaLimits
+from .probe import MediaInfo, probe
+
+__all__ = [
+    "CorruptMediaError",
+    "EmptyMediaError",
+    "Frame",
+    "LimitExceededError",
+    "MediaError",
+    "MediaInfo",
+    "MediaLimits",
+    "NoVideoStreamError",
+    "UnsupportedMediaError",
+    "VideoWriter",
+    "iter_frames",
+    "probe",
+    "read_frames",
+    "transcode",
+    "write_image",
+]

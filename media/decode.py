@@ -1,0 +1,158 @@
+"""Decode video (and stills, as one-frame videos) into numpy frames, enforcing `MediaLimits` as it goes.
+
+Conversion to numpy is the expensive part, so `sample=` still decodes every frame but converts only the
+chosen ones, and `fmt="gray"` copies the Y plane of 8-bit YUV frames without any colour conversion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import av
+import numpy as np
+
+from .errors import CorruptMediaError, MediaError
+from .limits import MediaLimits
+from .probe import DEFAULT_LIMITS, MediaInfo, check_frame, open_input
+
+log = logging.getLogger(__name__)
+
+FrameFormat = Literal["rgb24", "gray", "yuv420p"]
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+# 8-bit formats whose plane 0 is the luma plane, read directly for fmt="gray".
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"}
+
+
+@dataclass
+class Frame:
+    """One decoded frame: `array` is (H, W, 3) for rgb24, (H, W) for gray, (Y, U, V) planes for yuv420p.
+
+    U and V of yuv420p are (ceil(H/2), ceil(W/2)). `index` counts decoded frames from the clip's start.
+    """
+
+    index: int
+    time_s: float
+    array: np.ndarray | Planes
+
+
+def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """A (height, width) uint8 view of one plane of an 8-bit frame, skipping the line padding (no copy)."""
+    plane = frame.planes[index]
+    rows = np.frombuffer(plane, np.uint8, count=plane.height * plane.line_size)
+    return rows.reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def decoded_frames(
+    path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[MediaInfo, av.VideoStream, int, float, av.VideoFrame]]:
+    """Yield (info, stream, index, time_s, frame) for every frame, re-checking limits on each one.
+
+    The low-level iterator shared by `iter_frames` and `media.encode.transcode`; the container stays
+    open while the generator is alive.
+    """
+    with open_input(path, limits) as (info, container, stream):
+        stream.thread_type = "AUTO"
+        # A stream can change size mid-way; the decoder itself refuses to allocate past max_pixels.
+        stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}
+        index = -1
+        # Times count from the stream's start (MPEG-TS and others begin at an arbitrary timestamp).
+        offset = (
+            float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        )
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                time_s = float(frame.time) - offset if frame.time is not None else index / (info.fps or 1)
+                check_frame(limits, index, time_s, frame.width, frame.height)
+                yield info, stream, index, time_s, frame
+        except av.FFmpegError as exc:
+            raise CorruptMediaError(
+                f"{os.path.basename(path)} cannot be decoded past frame {index + 1}"
+            ) from exc
+        if index < 0:
+            raise CorruptMediaError(f"{os.path.basename(path)} contains no decodable video frames")
+
+
+def iter_frames(
+    path: str | os.PathLike[str],
+    limits: MediaLimits = DEFAULT_LIMITS,
+    *,
+    fmt: FrameFormat = "rgb24",
+    max_frames: int | None = None,
+    sample: int | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> Iterator[Frame]:
+    """Frames of `path` in order, converted to `fmt`.
+
+    `start_s`/`end_s` keep frames whose time lies in [start_s, end_s) (decoded from the start, not
+    seeked). `sample=N` returns at most N frames spread uniformly over that window, chosen from the
+    header's frame count (or a packet count when the header has none). `max_frames` stops early.
+    """
+    if fmt not in ("rgb24", "gray", "yuv420p"):
+        raise ValueError(f"unknown frame format {fmt!r}; use rgb24, gray or yuv420p")
+    if sample is not None and sample < 1:
+        raise ValueError("sample must be at least 1")
+    picks: set[int] | None = None
+    yielded = 0
+    with contextlib.closing(decoded_frames(path, limits)) as frames:  # closes the file on early exit
+        for info, _stream, index, time_s, frame in frames:
+            if picks is None and sample is not None:
+                picks = _sample_indices(path, info, sample, start_s, end_s)
+            if end_s is not None and time_s >= end_s and not info.is_still:
+                return
+            if (start_s is not None and time_s < start_s) or (picks is not None and index not in picks):
+                continue
+            yield Frame(index, time_s, to_array(frame, fmt))
+            yielded += 1
+            if max_frames is not None and yielded >= max_frames:
+                return
+
+
+def read_frames(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS, **kwargs) -> list[Frame]:
+    """`iter_frames` collected into a list; takes the same keyword arguments."""
+    return list(iter_frames(path, limits, **kwargs))
+
+
+def to_array(frame: av.VideoFrame, fmt: FrameFormat) -> np.ndarray | Planes:
+    """Convert one decoded frame; the result never aliases decoder memory (reference frames live there)."""
+    name = frame.format.name
+    if fmt == "gray":
+        if name in _LUMA_FIRST:
+            return plane_view(frame, 0).copy()
+        return frame.to_ndarray(format="gray")
+    if fmt == "yuv420p":
+        if name not in ("yuv420p", "yuvj420p"):
+            frame = frame.reformat(format="yuv420p")
+        return plane_view(frame, 0).copy(), plane_view(frame, 1).copy(), plane_view(frame, 2).copy()
+    return frame.to_ndarray(format="rgb24")
+
+
+def _sample_indices(
+    path: str | os.PathLike[str], info: MediaInfo, sample: int, start_s: float | None, end_s: float | None
+) -> set[int]:
+    total = info.frame_count or _count_packets(path)
+    first, last = 0, total - 1
+    if info.fps and not info.is_still:
+        if start_s is not None:
+            first = max(first, math.ceil(start_s * info.fps - 1e-6))
+        if end_s is not None:
+            last = min(last, math.ceil(end_s * info.fps - 1e-6) - 1)
+    if last < first:
+        return set()
+    return {int(i) for i in np.linspace(first, last, min(sample, last - first + 1)).round()}
+
+
+def _count_packets(path: str | os.PathLike[str]) -> int:
+    """Count video packets without decoding, for containers whose header has no frame count."""
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for p in container.demux(container.streams.video[0]) if p.size)
+    except (av.FFmpegError, IndexError) as exc:
+        raise MediaError(f"{os.path.basename(path)} cannot be scanned for frames") from exc
