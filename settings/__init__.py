@@ -49,7 +49,7 @@ class Settings:
     encode_preset: str = "medium"
     # Watermark.
     watermark_psnr_db: float = 42.0
-    watermark_detect_frames: int = 48
+    watermark_detect_frames: int = 96
     watermark_p_threshold: float = 1e-6
     # Services (used by later issues; harmless defaults for the embedded mode).
     database_url: str = ""

@@ -74,28 +74,77 @@ def test_watermark_round_trip_keeps_audio_and_rotation_key(tmp_path: Path) -> No
     assert plain["present"] is False and plain["payload"] is None
 
 
-@pytest.mark.parametrize(
-    ("make", "args"),
-    [
-        (lambda p: p.write_bytes(b""), ["watermark", "detect"]),
-        (lambda p: p.write_text("hello, I am not a video\n" * 10), ["watermark", "detect"]),
-        (lambda p: p.write_bytes(b""), ["watermark", "embed", "--payload", "0011223344556677"]),
-        (None, ["watermark", "detect"]),  # missing file
-        (lambda p: p.write_bytes(b"x"), ["watermark", "embed", "--payload", "nothex"]),
-    ],
-)
-def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path, make, args: list[str]) -> None:
+def _truncated(p: Path) -> None:
+    make_test_clip(p, width=128, height=96, frames=10)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _huge_png(p: Path) -> None:
+    import struct
+    import zlib
+
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(p.with_suffix(".png")), np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(p.with_suffix(".png").read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    p.write_bytes(data)
+    p.with_suffix(".png").unlink()
+
+
+def _audio_only(p: Path) -> None:
+    from media.synthetic import make_test_tone
+
+    make_test_tone(p, seconds=0.3)
+
+
+BAD_INPUTS = {
+    "empty": lambda p: p.write_bytes(b""),
+    "text-renamed": lambda p: p.write_text("hello, I am not a video\n" * 10),
+    "truncated-mp4": _truncated,
+    "huge-header": _huge_png,
+    "audio-only": _audio_only,
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("command", ["detect", "embed"])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path, kind: str, command: str) -> None:
     bad = tmp_path / "bad.mp4"
-    if make is not None:
-        make(bad)
-    cmd = [args[0], args[1], str(bad)]
-    if args[1] == "embed":
-        cmd.append(str(tmp_path / "out.mp4"))
-    r = run(tmp_path, *cmd, *args[2:])
+    if BAD_INPUTS[kind] is not None:
+        BAD_INPUTS[kind](bad)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["watermark", command, str(bad)]
+    if command == "embed":
+        args += [str(tmp_path / "out.mp4"), "--payload", "0011223344556677"]
+    r = run(tmp_path, *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert not (tmp_path / "out.mp4").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name != "instance")
+    assert after == [n for n in before if n != "instance"]  # no output, no temporary file
+
+
+def test_bad_payload_is_exit_2(tmp_path: Path) -> None:
+    src = make_test_clip(tmp_path / "in.mp4", width=128, height=96, frames=4)
+    r = run(tmp_path, "watermark", "embed", str(src), str(tmp_path / "out.mp4"), "--payload", "nothex")
+    assert r.returncode == 2 and "payload" in r.stderr and not (tmp_path / "out.mp4").exists()
+
+
+def test_still_image_round_trip(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), (0, 0), 1.0)
+    cv2.imwrite(str(tmp_path / "in.png"), img)
+    r = run(tmp_path, "watermark", "embed", str(tmp_path / "in.png"), str(tmp_path / "out.png"),
+            "--payload", "feedfacecafebeef")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(run(tmp_path, "watermark", "detect", str(tmp_path / "out.png"), "--json").stdout)
+    assert result["present"] and result["payload"] == "feedfacecafebeef" and result["frames_used"] == 1
 
 
 def test_unknown_option_is_exit_2_one_line(tmp_path: Path) -> None:

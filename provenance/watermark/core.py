@@ -20,7 +20,8 @@ How it works (details in docs/watermark.md):
   FFT: the best peak gives scale and crop offset (sub-pixel). The aligned tile's cells then give
   soft bits for a Viterbi decoder.
 * **Statistics.** For a decoded message with a valid CRC, ``Z = sum(s_i * c_i) / sqrt(sum(s_i^2))``
-  over soft values ``s`` and the re-encoded codeword ``c`` (+/-1). On unmarked video the signs of
+  over the payload cells' values ``s`` and the re-encoded codeword's sign ``c`` (+/-1) of each
+  cell's coded bit. On unmarked video the signs of
   the soft values are symmetric and independent, so by Hoeffding's bound P(Z >= z) <= exp(-z^2/2)
   for any one codeword; a union over the 2^72 codewords with a valid CRC and over every decoding
   attempt gives ``p_value = attempts * 2^72 * exp(-Z^2/2)``. ``present`` needs p < threshold.
@@ -48,6 +49,7 @@ from .payload import (
 )
 
 ALGORITHM = "veriframe.wm.v1"
+_SSIM_C2 = (0.03 * 255.0) ** 2
 CELLS_PER_BIT = 3
 
 
@@ -55,16 +57,14 @@ CELLS_PER_BIT = 3
 class WatermarkConfig:
     """Geometry and strength of the mark. Changing geometry makes old marks unreadable."""
 
-    work_short: int = 256  # short side of the working resolution, pixels
+    work_short: int = 192  # short side of the working resolution, pixels
     cell: int = 2  # cell size at working resolution, pixels
     tile_cells: int = 32  # tile side in cells
     psnr_db: float = 42.0  # luma PSNR of a marked frame against the original
-    mask_floor: float = 0.25  # mask gain in flat areas (relative)
-    mask_cap: float = 2.5  # mask gain in busy texture (relative)
-    mask_ref: float = 4.0  # local mean |luma - 3x3 mean| that gets gain 1
-    # Upper bound of the gain: a mostly flat frame stays below the PSNR budget rather than
-    # pushing a visible (and SSIM-costly) pattern into its flat areas.
-    max_gain: float = 3.0
+    # Local SSIM budget: the mark's local power is kept at (1 - ssim) / ssim * (2 var + C2), so
+    # the structure term of SSIM stays >= ``ssim`` in every window, flat or textured.
+    ssim: float = 0.975
+    whiten_sigma: float = 1.2  # detection: residual = luma - Gaussian(luma, sigma)
     min_period_ratio: float = 0.9  # scale search: period / tile, lower bound
     max_period_ratio: float = 2.0  # upper bound (a crop of half the short side)
     scale_step: float = 0.004  # relative step of the coarse period search
@@ -141,13 +141,21 @@ class KeyLayout:
         signs[payload] = 1.0 - 2.0 * coded[self.bit_of_cell[payload]]
         return self._cells_to_tile(self.carrier * signs)
 
-    def soft_bits(self, aligned_tile: np.ndarray) -> np.ndarray:
-        """Per coded bit, the carrier correlation of its cells (positive = bit 0)."""
+    def payload_cells(self, aligned_tile: np.ndarray) -> np.ndarray:
+        """Carrier-corrected value of every payload cell (positive = its bit is 0)."""
         c = self.cfg
         cells = aligned_tile.reshape(c.tile_cells, c.cell, c.tile_cells, c.cell).sum(axis=(1, 3)).ravel()
-        corr = cells * self.carrier
         payload = ~self.sync_mask
-        return np.bincount(self.bit_of_cell[payload], weights=corr[payload], minlength=CODED_BITS)
+        return (cells * self.carrier)[payload]
+
+    @property
+    def payload_bits(self) -> np.ndarray:
+        """The coded-bit index of each payload cell, in :meth:`payload_cells` order."""
+        return self.bit_of_cell[~self.sync_mask]
+
+    def soft_bits(self, cell_values: np.ndarray) -> np.ndarray:
+        """Per coded bit, the sum of its cells' values: the Viterbi decoder's input."""
+        return np.bincount(self.payload_bits, weights=cell_values, minlength=CODED_BITS)
 
 
 class Embedder:
@@ -170,28 +178,37 @@ class Embedder:
         self.shape = (height, width)
         self._mask_div = max(1, min(height, width) // 180)
 
-    def mask(self, luma: np.ndarray) -> np.ndarray:
-        """Perceptual gain per pixel (mean-square normalised later), at full resolution."""
+    def mask(self, luma: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-pixel amplitude allowed by the SSIM budget at full resolution, and its RMS.
+
+        SSIM's structure term for ``y = x + w`` is ``(2 var + C2) / (2 var + var_w + C2)``, so a
+        local mark power ``var_w = eps * (2 var + C2)`` costs ``eps`` in every window: flat areas
+        get little, texture a lot (perceptual masking with a measurable bound). The local
+        variance is computed on a copy shrunk to about 180 lines (cheaper; a viewer's scale).
+        """
         h, w = self.shape
         d = self._mask_div
         small = luma if d == 1 else cv2.resize(luma, (max(1, w // d), max(1, h // d)), interpolation=cv2.INTER_AREA)
         small = small.astype(np.float32)
-        dev = np.abs(small - cv2.blur(small, (3, 3)))
-        act = cv2.blur(dev, (5, 5)) / self.cfg.mask_ref
-        m = np.clip(act, self.cfg.mask_floor, self.cfg.mask_cap)
-        return m if d == 1 else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+        k = (5, 5)
+        var = np.maximum(cv2.blur(small * small, k) - cv2.blur(small, k) ** 2, 0.0)
+        eps = (1.0 - self.cfg.ssim) / self.cfg.ssim
+        m = np.sqrt(eps * (2.0 * var + _SSIM_C2))
+        rms = float(np.sqrt(np.mean(m * m)))
+        return (m if d == 1 else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)), rms
 
     def embed_luma(self, luma: np.ndarray) -> np.ndarray:
-        """Marked copy of one (H, W) uint8 luma plane."""
+        """Marked copy of one (H, W) uint8 luma plane (OpenCV arithmetic: rounds and saturates).
+
+        The mask is used as is unless its power would exceed the PSNR budget; then it is
+        scaled down to it.
+        """
         if luma.shape != self.shape:
             raise ValueError(f"frame size {luma.shape} differs from the clip's {self.shape}")
-        m = self.mask(luma)
-        gain = min(self.target_rms / max(float(np.sqrt(np.mean(m * m))), 1e-6), self.cfg.max_gain)
-        w = m * self.pattern
-        w *= gain
-        out = luma.astype(np.float32)
-        out += w
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        m, rms = self.mask(luma)
+        gain = min(1.0, self.target_rms / max(rms, 1e-6))
+        w = cv2.multiply(m, self.pattern, scale=gain)
+        return cv2.add(luma, w, dtype=cv2.CV_8U)
 
 
 def whiten(luma: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
@@ -200,7 +217,7 @@ def whiten(luma: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
     hw, ww = working_size(h, w, cfg)
     interp = cv2.INTER_AREA if hw < h else cv2.INTER_LINEAR
     y = cv2.resize(luma, (ww, hw), interpolation=interp).astype(np.float32)
-    r = y - cv2.GaussianBlur(y, (0, 0), 1.2)
+    r = y - cv2.GaussianBlur(y, (0, 0), cfg.whiten_sigma)
     local = cv2.GaussianBlur(r * r, (0, 0), 4.0)
     r /= np.sqrt(local) + 1.0
     return np.clip(r, -3.0, 3.0)
@@ -295,27 +312,35 @@ def detect_residual(residual: np.ndarray, keyring: Keyring, frames_used: int,
         folded = _fold(residual, ratio, cfg.tile)
         _, dy, dx, corr = _sync_peak(folded, layout)
         fy, fx = _subpixel(corr, dy, dx)
-        soft = layout.soft_bits(_shift(folded, fy, fx))
-        result = _decide(soft, attempts, frames_used, cfg)
+        cells = layout.payload_cells(_shift(folded, fy, fx))
+        result = _decide(cells, layout, attempts, frames_used, cfg)
         result.sync_z = round(sync_z, 3)
         result.scale = round(1.0 / ratio, 5)
         result.offset = (round(fy * ratio, 2), round(fx * ratio, 2))
         if result.present and result.key_id != key.key_id:
-            result = _decide(np.zeros_like(soft), attempts, frames_used, cfg)  # key id mismatch
+            result = _decide(np.zeros_like(cells), layout, attempts, frames_used, cfg)  # key id mismatch
         if best is None or result.p_value < best.p_value:
             best = result
     assert best is not None
     return best
 
 
-def _decide(soft: np.ndarray, attempts: int, frames_used: int, cfg: WatermarkConfig) -> DetectionResult:
+def _decide(cells: np.ndarray, layout: KeyLayout, attempts: int, frames_used: int,
+            cfg: WatermarkConfig) -> DetectionResult:
+    """Decode the payload cells and score the decoded codeword (see the module docstring).
+
+    The score runs over cells, not coded bits: each cell has its own independent carrier sign,
+    so the Hoeffding bound holds per cell, and at a given total energy more, weaker terms give a
+    larger score than fewer, stronger ones (Z^2 ~ E / (1 + SNR per term)).
+    """
+    soft = layout.soft_bits(cells)
     bits = viterbi_decode(soft)
     msg = parse_message_bits(bits)
-    norm = float(np.sqrt(np.sum(soft * soft)))
+    norm = float(np.sqrt(np.sum(cells * cells)))
     if msg is None or norm == 0.0:
         return DetectionResult(False, None, None, None, 0.0, 1.0, None, frames_used)
     code = 1.0 - 2.0 * conv_encode(bits[:MESSAGE_BITS]).astype(np.float64)
-    z = float(np.dot(soft, code)) / norm
+    z = float(np.dot(cells, code[layout.payload_bits])) / norm
     log_p = math.log(attempts) + INFO_BITS * math.log(2.0) - 0.5 * z * z if z > 0 else 0.0
     p = float(min(1.0, math.exp(min(log_p, 0.0))))
     errors = int(np.sum(np.sign(soft) != code))

@@ -55,7 +55,7 @@ def detect_file(
     *,
     cfg: WatermarkConfig = WatermarkConfig(),
     limits: MediaLimits = MediaLimits(),
-    frames: int = 48,
+    frames: int = 96,
 ) -> DetectionResult:
     """Detect the mark in ``path`` from at most ``frames`` frames spread over the clip."""
     lumas = (f.array for f in iter_frames(path, limits, fmt="gray", sample=frames))
