@@ -51,6 +51,11 @@ class Settings:
     watermark_psnr_db: float = 42.0
     watermark_detect_frames: int = 96
     watermark_p_threshold: float = 1e-6
+    # Content Credentials: extra trust anchors (comma-separated PEM files), an allowed-EKU list,
+    # and an optional RFC 3161 timestamp authority (signing is offline without one).
+    trust_anchor_files: str = ""
+    allowed_ekus_file: str = ""
+    tsa_url: str = ""
     # Services (used by later issues; harmless defaults for the embedded mode).
     database_url: str = ""
     broker_url: str = ""
@@ -206,6 +211,9 @@ def init_instance(instance: Path | str | None = None) -> tuple[Path, list[str]]:
 
         write_private(inst / SECRETS_FILE, new_keyring_toml(_secrets.token_bytes(32)))
         created.append(SECRETS_FILE)
+    from provenance.c2pa import ensure_dev_identity
+
+    created += [f"signing/{name}" for name in ensure_dev_identity(inst)]
     return inst, created
 
 

@@ -150,3 +150,25 @@ def test_still_image_round_trip(tmp_path: Path) -> None:
 def test_unknown_option_is_exit_2_one_line(tmp_path: Path) -> None:
     r = run(tmp_path, "watermark", "detect", "--nope")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sign_then_verify_json(tmp_path: Path) -> None:
+    src = make_test_clip(tmp_path / "in.mp4", width=256, height=144, frames=8, pattern="noise")
+    r = run(tmp_path, "sign", str(src), str(tmp_path / "signed.mp4"), "--source", "capture", "--author", "Ada")
+    assert r.returncode == 0, r.stderr
+    r = run(tmp_path, "verify", str(tmp_path / "signed.mp4"), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    c2pa = report["c2pa"]
+    assert c2pa["state"] == "trusted" and c2pa["recovered"] is False and c2pa["codes"] == []
+    assert c2pa["signer"]["common_name"] and c2pa["digital_source_type"].endswith("digitalCapture")
+    assert report["watermark"]["present"]
+    assert {"sha256", "container", "video_codec", "width", "height", "fps", "duration_s"} <= report["file"].keys()
+    assert "PRIVATE KEY" not in r.stdout
+
+
+def test_keys_import_rejects_garbage(tmp_path: Path) -> None:
+    (tmp_path / "chain.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    r = run(tmp_path, "keys", "import", "--chain", str(tmp_path / "chain.pem"), "--key", str(tmp_path / "key.pem"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,114 @@
+"""Durable Content Credentials: watermark + signed manifest + manifest store, both directions.
+
+``issue_credentials`` marks a clip with a fresh random payload, signs it with a manifest whose
+``c2pa.soft-binding`` names that payload, and stores the manifest indexed by payload and by the
+signed file's hash. ``verify_clip`` reads the embedded manifest, looks for the watermark and,
+when the manifest is gone but the mark decodes, validates the stored manifest against the clip
+(``recovered``; "altered since signing" when only the hard binding fails, as after a re-encode).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from media import probe
+from settings import Settings, read_secrets
+
+from .c2pa import TrustConfig, local_signer, sign_file, verify_file
+from .manifest_store import ManifestStore
+from .watermark import ALGORITHM, Keyring
+from .watermark.video import config_from_settings, detect_file, embed_file
+
+log = logging.getLogger(__name__)
+REPORT_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def keyring(settings: Settings) -> Keyring:
+    return Keyring.from_secrets(read_secrets(settings))
+
+
+def trust_config(settings: Settings, extra_anchors: tuple[Path, ...] = (),
+                 allowed_ekus: Path | None = None) -> TrustConfig:
+    """The instance's trust (its dev CA and configured anchors), plus extras for one call."""
+    configured = tuple(Path(p) for p in settings.trust_anchor_files.split(",") if p.strip())
+    ekus = Path(settings.allowed_ekus_file) if settings.allowed_ekus_file else None
+    trust = TrustConfig.for_instance(settings.instance, anchor_files=configured, allowed_ekus_file=ekus)
+    return trust.with_extra(extra_anchors, allowed_ekus) if (extra_anchors or allowed_ekus) else trust
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    out_path: Path
+    payload_hex: str | None
+    manifest_label: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out_path": str(self.out_path), "payload": self.payload_hex, "manifest_label": self.manifest_label,
+                "sha256": self.sha256}
+
+
+def issue_credentials(settings: Settings, src: Path, dst: Path, *, source: str, title: str | None = None,
+                      author: str | None = None, generation: dict[str, Any] | None = None,
+                      include_prompt: bool = False, watermark: bool = True) -> IssuedCredentials:
+    """Watermark ``src`` (unless told not to), sign it into ``dst`` and store the manifest."""
+    payload = secrets.token_bytes(8) if watermark else None
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".veriframe-") as tmp:
+        signed_input = src
+        if payload is not None:
+            signed_input = Path(tmp) / f"marked{dst.suffix}"
+            embed_file(src, signed_input, payload, keyring(settings),
+                       cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
+                       limits=settings.media_limits, crf=settings.encode_crf, preset=settings.encode_preset)
+        else:
+            probe(src, settings.media_limits)
+        result = sign_file(
+            signed_input, dst, local_signer(settings.instance, tsa_url=settings.tsa_url or None),
+            source=source, title=title or src.name, author=author,
+            soft_binding={"alg": ALGORITHM, "value": payload.hex()} if payload else None,
+            generation=generation, include_prompt=include_prompt,
+            parent_path=src if source == "edit" else None,
+        )
+    store = ManifestStore(settings.instance, settings.database_url)
+    try:
+        store.put(label=result.manifest_label, manifest=result.manifest_bytes, asset_sha256=result.sha256,
+                  payload_hex=payload.hex() if payload else None, source=source)
+    finally:
+        store.close()
+    return IssuedCredentials(dst, payload.hex() if payload else None, result.manifest_label, result.sha256)
+
+
+def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ...] = (),
+                allowed_ekus: Path | None = None) -> dict[str, Any]:
+    """The full provenance report of one file: file facts, C2PA, watermark, recovery."""
+    info = probe(path, settings.media_limits)
+    trust = trust_config(settings, extra_anchors, allowed_ekus)
+    report = verify_file(path, trust)
+    mark = detect_file(path, keyring(settings),
+                       cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
+                       limits=settings.media_limits, frames=settings.watermark_detect_frames)
+    if report.state == "absent" and mark.present and mark.payload:
+        store = ManifestStore(settings.instance, settings.database_url)
+        try:
+            stored = store.by_payload(mark.payload)
+        finally:
+            store.close()
+        if stored:
+            report = verify_file(path, trust, manifest_bytes=stored[0].read())
+    c2pa = report.to_dict()
+    file_facts = {"sha256": _sha256(path), **{k: v for k, v in info.to_dict().items() if k != "path"}}
+    return {"version": REPORT_VERSION, "file": file_facts, "c2pa": c2pa, "watermark": mark.to_dict()}
