@@ -145,6 +145,92 @@ def watermark_rotate_key(ctx: click.Context) -> None:
     click.echo(f"active watermark key id is now {ring.active_id} ({len(ring.keys)} keys accepted)")
 
 
+@cli.group()
+def keys() -> None:
+    """Manage the signing identity."""
+
+
+@keys.command("import")
+@click.option("--chain", "chain", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM chain: signing certificate first, then intermediates.")
+@click.option("--key", "key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM private key of the signing certificate.")
+@click.pass_context
+def keys_import(ctx: click.Context, chain: Path, key: Path) -> None:
+    """Install a real signing certificate and key (replaces the development identity)."""
+    from provenance.c2pa import import_identity
+
+    info = import_identity(_settings(ctx).instance, chain, key)
+    click.echo(f"installed {info.alg} signer {info.common_name!r} ({info.organization}), valid until {info.not_after}")
+
+
+@keys.command("show")
+@click.pass_context
+def keys_show(ctx: click.Context) -> None:
+    """Describe the installed signing identity (never the key)."""
+    from provenance.c2pa import load_identity_info
+
+    click.echo(json.dumps(load_identity_info(_settings(ctx).instance).to_dict(), indent=2, default=str))
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Choice(["generated", "capture", "edit"]), default="capture", show_default=True,
+              help="How the clip was made (sets the C2PA action and digital source type).")
+@click.option("--title", default=None, help="Title recorded in the manifest (default: file name).")
+@click.option("--author", default=None, help="Author recorded in the manifest.")
+@click.option("--include-prompt", is_flag=True, help="Record the prompt text, not only its hash.")
+@click.option("--no-watermark", is_flag=True, help="Sign without embedding the watermark first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def sign(ctx: click.Context, src: Path, dst: Path, source: str, title: str | None, author: str | None,
+         include_prompt: bool, no_watermark: bool, as_json: bool) -> None:
+    """Watermark SRC and sign it with Content Credentials into DST (MP4, MOV, JPEG, PNG)."""
+    from provenance.credentials import issue_credentials
+
+    settings = _settings(ctx)
+    if not src.is_file():
+        raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
+    issued = issue_credentials(settings, src, dst, source=source, title=title, author=author,
+                               include_prompt=include_prompt, watermark=not no_watermark)
+    if as_json:
+        click.echo(json.dumps(issued.to_dict(), indent=2))
+    else:
+        click.echo(f"wrote {dst} (manifest {issued.manifest_label}"
+                   + (f", watermark payload {issued.payload_hex})" if issued.payload_hex else ")"))
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--trust-anchors", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Extra trust-anchor PEM file for this call (repeatable).")
+@click.option("--allowed-ekus", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="File of allowed extended-key-usage OIDs for this call.")
+@click.pass_context
+def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Path, ...],
+           allowed_ekus: Path | None) -> None:
+    """Report SRC's Content Credentials, watermark and file facts."""
+    from provenance.credentials import verify_clip
+
+    settings = _settings(ctx)
+    if not src.is_file():
+        raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
+    report = verify_clip(settings, src, extra_anchors=trust_anchors, allowed_ekus=allowed_ekus)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    c2pa, mark = report["c2pa"], report["watermark"]
+    click.echo(f"content credentials: {c2pa['state']}" + (" (recovered through the watermark)" if c2pa.get("recovered") else ""))
+    if c2pa.get("message"):
+        click.echo(f"  {c2pa['message']}")
+    for failure in c2pa.get("failures", []):
+        click.echo(f"  {failure['code']}: {failure['explanation']}")
+    click.echo("watermark: " + (f"present, payload {mark['payload']} (p-value {mark['p_value']:.3g})"
+                                if mark["present"] else f"absent (p-value {mark['p_value']:.3g})"))
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port.")
