@@ -60,7 +60,8 @@ def _keyring(settings):
 @click.pass_context
 def cli(ctx: click.Context, instance: Path | None, verbose: bool) -> None:
     """veriframe: provenance, invisible watermarks and AI-video detection."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     ctx.ensure_object(dict)["instance"] = instance
 
 
@@ -84,10 +85,12 @@ def watermark() -> None:
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--payload", required=True, help="64-bit payload as 16 hex digits.")
-@click.option("--crf", type=click.IntRange(0, 51), default=None, help="H.264 CRF of the output (default from config).")
+@click.option("--crf", type=click.IntRange(0, 51), default=None,
+              help="H.264 CRF of the output (default from config).")
 @click.option("--preset", default=None, help="x264 preset of the output (default from config).")
 @click.pass_context
-def watermark_embed(ctx: click.Context, src: Path, dst: Path, payload: str, crf: int | None, preset: str | None) -> None:
+def watermark_embed(ctx: click.Context, src: Path, dst: Path, payload: str, crf: int | None,
+                    preset: str | None) -> None:
     """Copy SRC to DST (MP4, or PNG/JPEG for a still) with the watermark embedded."""
     from provenance.watermark import parse_payload_hex
     from provenance.watermark.video import config_from_settings, embed_file
@@ -222,7 +225,8 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
         click.echo(json.dumps(report, indent=2, default=str))
         return
     c2pa, mark = report["c2pa"], report["watermark"]
-    click.echo(f"content credentials: {c2pa['state']}" + (" (recovered through the watermark)" if c2pa.get("recovered") else ""))
+    recovered = " (recovered through the watermark)" if c2pa.get("recovered") else ""
+    click.echo(f"content credentials: {c2pa['state']}{recovered}")
     if c2pa.get("message"):
         click.echo(f"  {c2pa['message']}")
     for failure in c2pa.get("failures", []):
