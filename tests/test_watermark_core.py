@@ -204,3 +204,20 @@ def test_property_unmarked_random_content_never_detected(seed: int, shape: tuple
 def test_config_geometry_rejects_tiny_tile() -> None:
     with pytest.raises(ValueError):
         embed_frames([textured(64, 64)], KEY, PAYLOAD, WatermarkConfig(tile_cells=16))
+
+
+def photo(h: int, w: int) -> np.ndarray:
+    """A real photo (scikit-image's bundled 'coffee') at any size: natural texture statistics."""
+    import skimage.data
+
+    return cv2.resize(cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2GRAY), (w, h), interpolation=cv2.INTER_AREA
+                      if w < 600 else cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (2160, 3840), (1280, 720)])
+def test_extreme_sizes_and_aspects_round_trip(shape: tuple[int, int]) -> None:
+    original = photo(*shape)
+    marked = embed_frames([original], KEY, PAYLOAD)
+    assert cv2.PSNR(marked[0], original) >= 40.0
+    r = detect_frames([jpeg(marked[0], 90)], RING)
+    assert r.present and r.payload == PAYLOAD.hex()
