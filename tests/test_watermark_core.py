@@ -214,7 +214,15 @@ def photo(h: int, w: int) -> np.ndarray:
                       if w < 600 else cv2.INTER_CUBIC)
 
 
-@pytest.mark.parametrize("shape", [(128, 128), (2160, 3840), (1280, 720)])
+def test_small_clip_of_a_real_photo() -> None:
+    """128x128 video: a camera moving over a real photo; evidence adds up over frames."""
+    base = photo(160, 160)
+    frames = [np.ascontiguousarray(base[i % 8 : i % 8 + 128, 3 * i : 3 * i + 128]) for i in range(10)]
+    r = detect_frames([jpeg(y, 90) for y in embed_frames(frames, KEY, PAYLOAD)], RING)
+    assert r.present and r.payload == PAYLOAD.hex()
+
+
+@pytest.mark.parametrize("shape", [(2160, 3840), (1280, 720), (720, 1280)])
 def test_extreme_sizes_and_aspects_round_trip(shape: tuple[int, int]) -> None:
     original = photo(*shape)
     marked = embed_frames([original], KEY, PAYLOAD)

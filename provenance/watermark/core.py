@@ -57,7 +57,7 @@ CELLS_PER_BIT = 3
 class WatermarkConfig:
     """Geometry and strength of the mark. Changing geometry makes old marks unreadable."""
 
-    work_short: int = 192  # short side of the working resolution, pixels
+    work_short: int = 160  # short side of the working resolution, pixels
     cell: int = 2  # cell size at working resolution, pixels
     tile_cells: int = 32  # tile side in cells
     psnr_db: float = 42.0  # luma PSNR of a marked frame against the original
