@@ -238,14 +238,23 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port.")
+@click.option("--no-worker", is_flag=True, help="Do not start the embedded worker (workers run elsewhere).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Run the web portal and API on the embedded default (development server)."""
+def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
+    """Run the web portal and API plus one worker process (development server, embedded default)."""
     settings = _settings(ctx)
     os.environ["VERIFRAME_INSTANCE"] = str(settings.instance)
+    from pipeline.cli import serve_with_worker
     from web import create_app
 
-    create_app().run(host=host, port=port)
+    serve_with_worker(settings, lambda: create_app().run(host=host, port=port), worker=not no_worker)
+
+
+# The pipeline's commands: worker, jobs list|show|cancel|verify|sign|generate|requeue, db upgrade|current.
+from pipeline.cli import COMMANDS as _PIPELINE_COMMANDS  # noqa: E402
+
+for _command in _PIPELINE_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,8 @@ from pathlib import Path
 from media.limits import MediaLimits
 
 ENV_PREFIX = "VERIFRAME_"
+# Conventional variables honoured as well; VERIFRAME_<KEY> still wins when both are set.
+ENV_ALIASES = {"database_url": "DATABASE_URL", "broker_url": "CELERY_BROKER_URL"}
 CONFIG_FILE = "config.toml"
 SECRETS_FILE = "secrets.toml"
 SETTINGS_VERSION = 1
@@ -56,10 +58,32 @@ class Settings:
     trust_anchor_files: str = ""
     allowed_ekus_file: str = ""
     tsa_url: str = ""
-    # Services (used by later issues; harmless defaults for the embedded mode).
+    # Services. Empty means the embedded default inside the instance directory: SQLite
+    # <instance>/veriframe.db, a Celery broker on SQLite <instance>/broker.db, artifacts under
+    # <instance>/storage. DATABASE_URL and CELERY_BROKER_URL are read as aliases (see ENV_ALIASES).
     database_url: str = ""
     broker_url: str = ""
     storage_dir: str = ""
+    # S3-compatible artifact storage (boto3), used instead of storage_dir when a bucket is set;
+    # credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID, ~/.aws, instance role).
+    storage_s3_bucket: str = ""
+    storage_s3_prefix: str = "veriframe/"
+    storage_s3_endpoint_url: str = ""
+    storage_s3_region: str = ""
+    # Pipeline workers and jobs (see docs/deploy.md).
+    worker_concurrency: int = 1
+    worker_max_memory_per_child_kb: int = 3_000_000
+    verify_time_limit_s: float = 600.0
+    sign_time_limit_s: float = 1800.0
+    generate_time_limit_s: float = 3600.0
+    job_max_retries: int = 5
+    job_max_attempts: int = 8
+    job_heartbeat_s: float = 5.0
+    job_stale_after_s: float = 60.0
+    job_resend_after_s: float = 1800.0  # re-send a queued job not started this long after its send
+    generator_entrypoint: str = "generator.cli:generate_to_file"
+    generator_device: str = "auto"  # "auto": cuda when available, else cpu
+    verify_detector: bool = True  # run the AI-origin detector in verify jobs (loads torch once per worker)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -147,6 +171,8 @@ def load_settings(instance: Path | str | None = None, env: typing.Mapping[str, s
         name = ENV_PREFIX + key.upper()
         if name in env:
             values[key] = _coerce(key, env[name], kind)
+        elif ENV_ALIASES.get(key, "") in env:
+            values[key] = _coerce(key, env[ENV_ALIASES[key]], kind)
     settings = Settings(**values)  # type: ignore[arg-type]
     _validate(settings)
     return settings
@@ -166,6 +192,17 @@ def _validate(s: Settings) -> None:
         raise ConfigError("setting 'watermark_p_threshold' must be within (0, 1)")
     if s.watermark_detect_frames < 1:
         raise ConfigError("setting 'watermark_detect_frames' must be at least 1")
+    for name in ("worker_concurrency", "job_max_attempts", "worker_max_memory_per_child_kb"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"setting {name!r} must be at least 1")
+    if s.job_max_retries < 0:
+        raise ConfigError("setting 'job_max_retries' must not be negative")
+    for name in ("verify_time_limit_s", "sign_time_limit_s", "generate_time_limit_s", "job_heartbeat_s",
+                 "job_resend_after_s"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive")
+    if s.job_stale_after_s <= 2 * s.job_heartbeat_s:
+        raise ConfigError("setting 'job_stale_after_s' must exceed twice 'job_heartbeat_s'")
 
 
 def write_private(path: Path, text: str) -> None:

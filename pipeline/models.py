@@ -1,0 +1,161 @@
+"""The pipeline's tables: jobs and the artifacts they read and write.
+
+(Signed manifests are indexed by ``provenance.manifest_store``, which owns its own table.)
+
+The schema is owned by the Alembic migrations in ``pipeline/migrations``; these classes mirror
+it for the ORM. Identifiers that reach users (job and artifact ids) are random UUIDs, never
+sequence numbers, so they reveal nothing and cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class JobKind(enum.StrEnum):
+    VERIFY = "verify"
+    SIGN = "sign"
+    GENERATE = "generate"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a job failed, for clients that branch on it (the message says it to humans)."""
+
+    BAD_INPUT = "bad_input"  # the input or parameters are unusable: retrying cannot help
+    UNAVAILABLE = "unavailable"  # a component (generator, checkpoint, signing identity) is missing
+    TIMEOUT = "timeout"  # the job ran past its time limit
+    TRANSIENT = "transient"  # a service kept failing after every retry
+    ABANDONED = "abandoned"  # workers kept dying on it (crash, out of memory)
+    INTERNAL = "internal"  # a bug: details in the worker log
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive text, PostgreSQL timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+# Constraint names are spelled out so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Job(Base):
+    """One unit of work a user asked for; the source of truth a worker claims and reports to.
+
+    ``claim`` is the token of the attempt that holds a running job; only that attempt may move
+    the job on, so a duplicate delivery or a worker presumed dead can never write a second result.
+    ``attempts`` counts claims and doubles as the row's version for compare-and-set.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    stage: Mapped[str] = mapped_column(String(64), default="queued")
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    owner: Mapped[str] = mapped_column(String(128), default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key"),
+        Index("ix_jobs_owner_created_at", "owner", "created_at"),
+        Index("ix_jobs_state_heartbeat_at", "state", "heartbeat_at"),
+    )
+
+
+class Artifact(Base):
+    """A blob in artifact storage as one job used or produced it (``role``: input, output, ...).
+
+    Blobs are content-addressed, so two rows may name the same ``sha256``; a job has at most one
+    artifact per role, which is what makes a job's result single even when it ran twice.
+    """
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(128), default="application/octet-stream")
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    owner: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("job_id", "role"),)

@@ -1,0 +1,268 @@
+"""Reliability with real worker processes on real brokers (Redis, RabbitMQ, the embedded SQLite).
+
+Each test starts ``manage.py worker`` (or ``manage.py serve``) as a separate process group and
+does to it what production does: SIGKILL it mid-job, restart the broker under it, deliver the
+same task twice, feed it garbage, stop serve with work queued.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import (
+    FAST_JOBS,
+    RABBIT_URL,
+    ROOT,
+    TESTS,
+    RedisServer,
+    WorkerProcess,
+    free_port,
+    make_instance,
+    port_open,
+    postgres_database,
+    settings_of,
+    wait_for,
+)
+from sqlalchemy import func, select
+
+from media.synthetic import make_test_clip
+from pipeline.celery_app import send_job
+from pipeline.db import database_url
+from pipeline.models import Artifact, Job
+from pipeline.service import Pipeline
+from pipeline.storage import LocalStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def redis(tmp_path: Path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "generations.log"
+    monkeypatch.setenv("VF_FAKE_LOG", str(log))
+    monkeypatch.setenv("VF_FAKE_STEP_S", "0.3")
+    return log
+
+
+def _artifacts(pipeline: Pipeline, job_id: str) -> list[Artifact]:
+    with pipeline.runtime.sessions() as session:
+        return list(session.scalars(select(Artifact).where(Artifact.job_id == job_id)))
+
+
+def _finished(pipeline: Pipeline, job_ids: list[str]) -> int:
+    with pipeline.runtime.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Job).where(
+            Job.id.in_(job_ids), Job.state.in_(["succeeded", "failed", "cancelled"]))) or 0
+
+
+def _manifests_with_payload(pipeline: Pipeline, payload: str) -> int:
+    from provenance.manifest_store import ManifestStore
+
+    store = ManifestStore(pipeline.settings.instance, database_url(pipeline.settings))
+    try:
+        return len(store.by_payload(payload))
+    finally:
+        store.close()
+
+
+def _sigkill_mid_generate(tmp_path: Path, pipeline: Pipeline, inst: Path, gen_log: Path) -> None:
+    worker = WorkerProcess(inst, queues="generate").start()
+    try:
+        job = pipeline.submit_generate("a red kite over a grey sea", steps=12, width=96, height=64)
+        wait_for(lambda: pipeline.get(job.id).stage == "sampling" and pipeline.get(job.id).percent > 20, 40,
+                 "the generate job to be sampling")
+        worker.kill()
+        assert pipeline.get(job.id).state == "running"  # as the dead worker left it
+        replacement = WorkerProcess(inst, queues="generate").start()
+        try:
+            done = pipeline.wait(job.id, timeout=40)
+        finally:
+            replacement.stop()
+    finally:
+        worker.kill()
+    assert done.state == "succeeded", done.error
+    assert done.attempts == 2 and len(gen_log.read_text().splitlines()) == 2  # killed once, ran once more
+    assert sorted(a.role for a in _artifacts(pipeline, job.id)) == ["manifest", "output"]
+    store = pipeline.runtime.store
+    assert isinstance(store, LocalStore) and len(list(store.iter_blobs())) == 2  # exactly one file, one manifest
+    assert _manifests_with_payload(pipeline, done.result["watermark"]["payload"]) == 1
+    report = pipeline.get(done.id).result
+    assert report["generation"]["model"] == "fake-generator"
+
+
+def test_sigkill_mid_generate_on_redis_and_postgresql(tmp_path: Path, redis: RedisServer,
+                                                      fake_generator: Path) -> None:
+    """SIGKILL a generate worker mid-sampling: a new worker finishes the job, one artifact, one manifest."""
+    with postgres_database() as db:
+        inst = make_instance(tmp_path, database_url=db, broker_url=redis.url,
+                             generator_entrypoint="pipeline_helpers:slow_generate", **FAST_JOBS)
+        pipeline = Pipeline(settings_of(inst))
+        pipeline.migrate()
+        try:
+            _sigkill_mid_generate(tmp_path, pipeline, inst, fake_generator)
+        finally:
+            pipeline.runtime.close()
+
+
+@pytest.fixture
+def rabbit_vhost():
+    if shutil.which("rabbitmqctl") is None or not port_open(5672):
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
+    name = f"vf_test_{uuid.uuid4().hex[:8]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    try:
+        ctl("add_vhost", name)
+        ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"cannot create a RabbitMQ vhost: {exc}")
+    yield RABBIT_URL.rstrip("/") + "/" + name
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60)
+
+
+def test_sigkill_mid_generate_on_rabbitmq(tmp_path: Path, rabbit_vhost: str, fake_generator: Path) -> None:
+    """On RabbitMQ the killed worker's message comes back at once; the job still runs to one result."""
+    inst = make_instance(tmp_path, broker_url=rabbit_vhost, generator_entrypoint="pipeline_helpers:slow_generate",
+                         **FAST_JOBS)
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    _sigkill_mid_generate(tmp_path, pipeline, inst, fake_generator)
+
+
+def test_redis_restart_with_50_verify_jobs_queued(tmp_path: Path, redis: RedisServer) -> None:
+    """Redis restarts twice (before and during the run): all 50 jobs complete, none runs twice."""
+    inst = make_instance(tmp_path, broker_url=redis.url, **{**FAST_JOBS, "job_resend_after_s": 5.0})
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    clip = make_test_clip(tmp_path / "clip.mp4", width=64, height=48, frames=4)
+    submitted = [pipeline.submit_verify(clip).id for _ in range(50)]
+    redis.restart()  # everything is queued: the append-only file keeps it
+    worker = WorkerProcess(inst, queues="default", concurrency=2).start()
+    try:
+        wait_for(lambda: _finished(pipeline, submitted) >= 10, 40, "10 jobs to finish", interval=0.25)
+        redis.restart()  # and once more with jobs running and reserved
+        wait_for(lambda: _finished(pipeline, submitted) == 50, 60, "all 50 jobs to finish", interval=0.5)
+    finally:
+        worker.stop()
+    views = [pipeline.get(j) for j in submitted]
+    assert {v.state for v in views} == {"succeeded"}
+    assert {v.attempts for v in views} == {1}  # none ran twice
+    assert all(sorted(a.role for a in _artifacts(pipeline, v.id)) == ["input", "report"] for v in views)
+
+
+def test_same_task_delivered_twice_gives_one_result(tmp_path: Path, redis: RedisServer) -> None:
+    inst = make_instance(tmp_path, broker_url=redis.url, **FAST_JOBS)
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    clip = make_test_clip(tmp_path / "clip.mp4", width=96, height=64, frames=6)
+    job = pipeline.submit_verify(clip, idempotency_key="upload-42")
+    assert pipeline.submit_verify(clip, idempotency_key="upload-42").id == job.id  # the client retried
+    for _ in range(2):
+        send_job(pipeline.celery, job.id, "verify")  # the broker redelivered, twice
+    worker = WorkerProcess(inst, queues="default", concurrency=2).start()
+    try:
+        done = pipeline.wait(job.id, timeout=40)
+        wait_for(lambda: worker.output().count("succeeded in") >= 3, 20, "all three deliveries to be handled")
+    finally:
+        worker.stop()
+    assert done.state == "succeeded" and done.attempts == 1
+    assert sorted(a.role for a in _artifacts(pipeline, job.id)) == ["input", "report"]
+    assert worker.output().count(": 'succeeded'") == 1  # one delivery did the work, the others saw it done
+
+
+def test_bad_input_fails_with_a_clear_error_and_no_retries(tmp_path: Path, redis: RedisServer) -> None:
+    inst = make_instance(tmp_path, broker_url=redis.url, generator_entrypoint="pipeline_helpers:no_weights",
+                         **FAST_JOBS)
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    text = tmp_path / "holiday.mp4"
+    text.write_text("this is not a video\n" * 100)
+    bad = pipeline.submit_verify(text)
+    nogen = pipeline.submit_generate("a kite", steps=4)
+    worker = WorkerProcess(inst).start()
+    try:
+        bad = pipeline.wait(bad.id, timeout=40)
+        nogen = pipeline.wait(nogen.id, timeout=40)
+    finally:
+        worker.stop()
+    assert bad.state == "failed" and bad.error_kind == "bad_input" and bad.attempts == 1
+    assert bad.error and "\n" not in bad.error and "Traceback" not in bad.error
+    assert nogen.state == "failed" and nogen.error_kind == "unavailable" and "no usable checkpoint" in nogen.error
+    assert "Retry in" not in worker.output()
+
+
+def test_cancel_and_time_limit_stop_running_generate_jobs(tmp_path: Path, redis: RedisServer,
+                                                           fake_generator: Path) -> None:
+    inst = make_instance(tmp_path, broker_url=redis.url, generator_entrypoint="pipeline_helpers:slow_generate",
+                         generate_time_limit_s=3.0, **FAST_JOBS)
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    worker = WorkerProcess(inst, queues="generate").start()
+    try:
+        cancelled = pipeline.submit_generate("a long take", steps=40)
+        too_long = pipeline.submit_generate("an even longer take", steps=40)
+        wait_for(lambda: pipeline.get(cancelled.id).stage == "sampling", 40, "sampling to start")
+        pipeline.cancel(cancelled.id)
+        timed_out = pipeline.wait(too_long.id, timeout=30)
+    finally:
+        worker.stop()
+    view = pipeline.get(cancelled.id)
+    assert f"job {cancelled.id}: stopped" in worker.output()
+    assert view.state == "cancelled" and view.percent < 100 and _artifacts(pipeline, cancelled.id) == []
+    assert timed_out.state == "failed" and timed_out.error_kind == "timeout" and "3 s limit" in timed_out.error
+    assert timed_out.attempts == 1 and _artifacts(pipeline, too_long.id) == []
+
+
+def test_embedded_broker_jobs_survive_a_restart_of_serve(tmp_path: Path, fake_generator: Path) -> None:
+    """``serve`` is stopped with jobs queued (and one running); started again, it finishes them all."""
+    inst = make_instance(tmp_path, generator_entrypoint="pipeline_helpers:slow_generate", **FAST_JOBS)
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    clip = make_test_clip(tmp_path / "clip.mp4", width=64, height=48, frames=4)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+
+    def serve() -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                ["nice", "-n", "10", sys.executable, str(ROOT / "manage.py"), "--instance", str(inst), "serve",
+                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    first = serve()
+    try:
+        slow = pipeline.submit_generate("a slow one", steps=12)
+        queued = [pipeline.submit_verify(clip).id for _ in range(2)]
+        wait_for(lambda: pipeline.get(slow.id).stage == "sampling", 40, "the embedded worker to start a job")
+        first.send_signal(signal.SIGTERM)
+        first.wait(40)
+        later = [pipeline.submit_verify(clip).id]  # submitted while serve is down
+        assert not all(pipeline.get(j).done for j in queued + later)
+        second = serve()
+        try:
+            for job_id in [slow.id, *queued, *later]:
+                assert pipeline.wait(job_id, timeout=60).state == "succeeded", log.read_text()[-3000:]
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    with pipeline.runtime.sessions() as session:
+        reports = session.scalar(select(func.count()).select_from(Artifact).where(Artifact.role == "report"))
+    assert reports == 3
