@@ -94,7 +94,7 @@ def submit_and_follow(
     if job.state != "succeeded":
         raise click.ClickException(f"job {job.id} {job.state}: {job.error or job.stage}")
     if download is not None:
-        from .storage import copy_blob
+        from storage import copy_blob
 
         item = job.artifact("output")
         if item is None:

@@ -10,7 +10,6 @@ false: verification falls back to a watermark-only report and signing fails the 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from typing import Any
 
 from settings import Settings
 
-from .db import database_url
 from .errors import ComponentUnavailableError
 
 log = logging.getLogger(__name__)
@@ -48,12 +46,6 @@ def available() -> bool:
     return True
 
 
-def _for_provenance(settings: Settings) -> Settings:
-    # The manifest store opens settings.database_url itself: give it the URL with the driver we
-    # ship (postgresql+psycopg), and the instance's SQLite file when none is configured.
-    return dataclasses.replace(settings, database_url=database_url(settings))
-
-
 def issue(
     src: Path,
     dst: Path,
@@ -72,10 +64,9 @@ def issue(
     from provenance.credentials import issue_credentials
     from provenance.manifest_store import ManifestStore
 
-    settings = _for_provenance(settings)
     issued = issue_credentials(settings, src, dst, source=source, title=title, author=author,
                                generation=generation, include_prompt=include_prompt, watermark=watermark)
-    store = ManifestStore(settings.instance, settings.database_url)
+    store = ManifestStore(settings)
     try:
         stored = store.by_label(issued.manifest_label)
     finally:
@@ -91,8 +82,7 @@ def find_manifest(settings: Settings, *, payload: str | None = None, asset_sha25
         return None
     from provenance.manifest_store import ManifestStore
 
-    settings = _for_provenance(settings)
-    store = ManifestStore(settings.instance, settings.database_url)
+    store = ManifestStore(settings)
     try:
         found = store.by_payload(payload) if payload else store.by_asset(str(asset_sha256))
     finally:
@@ -106,7 +96,7 @@ def verify(path: Path, settings: Settings) -> dict[str, Any]:
     if available():
         from provenance.credentials import verify_clip
 
-        return verify_clip(_for_provenance(settings), path)
+        return verify_clip(settings, path)
     return _watermark_only(path, settings)
 
 
@@ -115,8 +105,7 @@ def _watermark_only(path: Path, settings: Settings) -> dict[str, Any]:
     from provenance.watermark import Keyring
     from provenance.watermark.video import config_from_settings, detect_file
     from settings import read_secrets
-
-    from .storage import sha256_file
+    from storage import sha256_file
 
     info = probe(path, settings.media_limits)
     mark = detect_file(path, Keyring.from_secrets(read_secrets(settings)),

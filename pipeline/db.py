@@ -31,14 +31,8 @@ SCHEMA_REVISION = "0001"
 
 
 def database_url(settings: Settings) -> str:
-    """The SQLAlchemy URL of the job database, with the driver veriframe ships for it."""
-    url = settings.database_url.strip()
-    if not url:
-        return f"sqlite:///{(settings.instance / 'veriframe.db').resolve()}"
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
+    """The SQLAlchemy URL of the job database (see ``Settings.sqlalchemy_url``)."""
+    return settings.sqlalchemy_url
 
 
 def create_db_engine(url: str) -> Engine:

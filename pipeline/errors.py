@@ -7,6 +7,8 @@ retrying bad input or a missing component only burns worker time.
 
 from __future__ import annotations
 
+from storage.errors import BlobNotFoundError, StorageError, StorageUnavailableError  # noqa: F401 (re-exported)
+
 
 class PipelineError(Exception):
     """Base class of the pipeline's own errors."""
@@ -14,14 +16,6 @@ class PipelineError(Exception):
 
 class TransientError(PipelineError):
     """A service (database, broker, storage) failed in a way that may pass: retry later."""
-
-
-class StorageError(PipelineError):
-    """Artifact storage refused a request (permissions, bad key, corrupt blob)."""
-
-
-class BlobNotFoundError(StorageError):
-    """The artifact is not in storage."""
 
 
 class JobInputError(PipelineError, ValueError):
@@ -49,4 +43,5 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import DisconnectionError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-    return (TransientError, OperationalError, DisconnectionError, PoolTimeoutError, ConnectionError)
+    return (TransientError, StorageUnavailableError, OperationalError, DisconnectionError, PoolTimeoutError,
+            ConnectionError)

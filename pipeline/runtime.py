@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import Settings
+from storage import ArtifactStore, open_store
 
 from . import db
-from .storage import ArtifactStore, open_store
 
 
 class Runtime:

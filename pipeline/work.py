@@ -24,11 +24,11 @@ from typing import Any
 
 from media import probe
 from settings import Settings
+from storage import ArtifactStore, check_sha256
 
 from . import credentials, generation
 from .errors import JobInputError
 from .jobs import NewArtifact, Outcome
-from .storage import ArtifactStore, check_sha256
 
 log = logging.getLogger(__name__)
 

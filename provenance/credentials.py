@@ -83,7 +83,7 @@ def issue_credentials(settings: Settings, src: Path, dst: Path, *, source: str, 
             generation=generation, include_prompt=include_prompt,
             parent_path=src if source == "edit" else None,
         )
-    store = ManifestStore(settings.instance, settings.database_url)
+    store = ManifestStore(settings)
     try:
         store.put(label=result.manifest_label, manifest=result.manifest_bytes, asset_sha256=result.sha256,
                   payload_hex=payload.hex() if payload else None, source=source)
@@ -102,7 +102,7 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
                        cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
                        limits=settings.media_limits, frames=settings.watermark_detect_frames)
     if report.state == "absent" and mark.present and mark.payload:
-        store = ManifestStore(settings.instance, settings.database_url)
+        store = ManifestStore(settings)
         try:
             stored = store.by_payload(mark.payload)
         finally:

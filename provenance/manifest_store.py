@@ -1,22 +1,22 @@
 """Every manifest veriframe signs, kept so a clip that lost its manifest can find it again.
 
 A row per manifest (SQLAlchemy; the instance's database) indexed by the watermark payload and by
-the signed file's sha256; the manifest bytes live beside it in content-addressed files
-(``<instance>/manifests/<sha256>.c2pa``, written atomically). ``put`` is idempotent.
+the signed file's sha256; the manifest bytes live in the instance's content-addressed artifact
+storage (a local directory or S3, shared by every machine of a deployment). ``put`` is idempotent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import DateTime, Integer, String, create_engine, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from settings import Settings
+from storage import ArtifactStore, open_store
 
 STORE_VERSION = 1
 
@@ -46,41 +46,27 @@ class StoredManifest:
     manifest_sha256: str
     source: str
     created_at: dt.datetime
-    path: Path
+    blobs: ArtifactStore
 
     def read(self) -> bytes:
-        return self.path.read_bytes()
-
-
-def default_database_url(instance: Path) -> str:
-    return f"sqlite:///{(instance / 'veriframe.db').resolve()}"
+        with self.blobs.open(self.manifest_sha256) as fh:
+            return fh.read()
 
 
 class ManifestStore:
-    """Manifests by payload and by content hash; ``database_url`` defaults to the instance's SQLite."""
+    """Manifests by payload and by content hash, in the instance's database and artifact storage."""
 
-    def __init__(self, instance: Path, database_url: str = ""):
-        self.dir = instance / "manifests"
-        self.engine: Engine = create_engine(database_url or default_database_url(instance))
-        _Base.metadata.create_all(self.engine)
-
-    def _file(self, manifest_sha256: str) -> Path:
-        return self.dir / f"{manifest_sha256}.c2pa"
+    def __init__(self, settings: Settings):
+        self.blobs = open_store(settings)
+        self.engine: Engine = create_engine(settings.sqlalchemy_url)
+        try:
+            _Base.metadata.create_all(self.engine)  # checkfirst: a no-op once the table exists
+        except (OperationalError, ProgrammingError):  # another process created it at the same moment
+            _Base.metadata.create_all(self.engine)
 
     def put(self, *, label: str, manifest: bytes, asset_sha256: str, payload_hex: str | None,
             source: str) -> StoredManifest:
-        digest = hashlib.sha256(manifest).hexdigest()
-        target = self._file(digest)
-        if not target.exists():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(manifest)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        digest = self.blobs.put_bytes(manifest).sha256
         with Session(self.engine) as session, session.begin():
             row = session.scalar(select(ManifestRow).where(ManifestRow.label == label))
             if row is None:
@@ -93,7 +79,7 @@ class ManifestStore:
 
     def _record(self, row: ManifestRow) -> StoredManifest:
         return StoredManifest(row.label, row.payload_hex, row.asset_sha256, row.manifest_sha256, row.source,
-                              row.created_at, self._file(row.manifest_sha256))
+                              row.created_at, self.blobs)
 
     def by_payload(self, payload_hex: str) -> list[StoredManifest]:
         """Newest first: a payload is random per signed asset, so normally one."""

@@ -84,6 +84,15 @@ class Settings:
     generator_entrypoint: str = "generator.cli:generate_to_file"
     generator_device: str = "auto"  # "auto": cuda when available, else cpu
     verify_detector: bool = True  # run the AI-origin detector in verify jobs (loads torch once per worker)
+    # Web app and API (web/): upload cap per request, per-key and per-IP request rates (token
+    # buckets: sustained requests per minute plus a burst), the longest ``wait`` a client may ask
+    # for, and whether the portal's verify page works without an API key (for journalists).
+    web_max_upload_bytes: int = 512 * 1024**2
+    api_rate_per_minute: int = 120
+    api_rate_burst: int = 30
+    ip_rate_per_minute: int = 60
+    api_max_wait_s: float = 30.0
+    web_public_verify: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -94,6 +103,18 @@ class Settings:
             max_frames=self.max_frames,
             max_duration_s=self.max_duration_s,
         )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver veriframe ships (psycopg 3 for PostgreSQL); the
+        instance's SQLite file when none is configured."""
+        url = self.database_url.strip()
+        if not url:
+            return f"sqlite:///{(self.instance / 'veriframe.db').resolve()}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
 
     @property
     def config_path(self) -> Path:
@@ -201,6 +222,11 @@ def _validate(s: Settings) -> None:
                  "job_resend_after_s"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
+    for name in ("web_max_upload_bytes", "api_rate_per_minute", "api_rate_burst", "ip_rate_per_minute"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"setting {name!r} must be at least 1")
+    if s.api_max_wait_s < 0:
+        raise ConfigError("setting 'api_max_wait_s' must not be negative")
     if s.job_stale_after_s <= 2 * s.job_heartbeat_s:
         raise ConfigError("setting 'job_stale_after_s' must exceed twice 'job_heartbeat_s'")
 

@@ -44,7 +44,7 @@ def test_without_our_ca_it_is_only_valid(signed) -> None:
 
 def test_manifest_is_stored_by_payload_and_hash(signed) -> None:
     settings, _, issued = signed
-    store = ManifestStore(settings.instance)
+    store = ManifestStore(settings)
     try:
         by_payload = store.by_payload(issued.payload_hex)
         assert [m.label for m in by_payload] == [issued.manifest_label]

@@ -36,18 +36,19 @@ from pipeline.errors import (
     JobCancelledError,
     JobInputError,
     StorageError,
+    StorageUnavailableError,
     TransientError,
 )
 from pipeline.models import Artifact, Base, Job, JobState
 from pipeline.runner import execute
 from pipeline.runtime import Runtime
 from pipeline.service import Pipeline
-from pipeline.storage import LocalStore, S3Store, blob_key
 from pipeline.work import JobContext
 from pipeline.work import generate as generate_work
 from pipeline.work import sign as sign_work
 from pipeline.work import verify as verify_work
 from settings import ConfigError, load_settings
+from storage import LocalStore, S3Store, blob_key
 
 # --- configuration ------------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ def test_s3_store_round_trip_and_transient_errors(tmp_path: Path) -> None:
         def head_object(self, **_: object) -> None:
             raise EndpointConnectionError(endpoint_url="http://s3.invalid")
 
-    with pytest.raises(TransientError):
+    with pytest.raises(StorageUnavailableError):
         S3Store("vf-artifacts", client=Down()).put_bytes(b"x")
 
 

@@ -34,10 +34,9 @@ from sqlalchemy import func, select
 
 from media.synthetic import make_test_clip
 from pipeline.celery_app import send_job
-from pipeline.db import database_url
 from pipeline.models import Artifact, Job
 from pipeline.service import Pipeline
-from pipeline.storage import LocalStore
+from storage import LocalStore
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +70,7 @@ def _finished(pipeline: Pipeline, job_ids: list[str]) -> int:
 def _manifests_with_payload(pipeline: Pipeline, payload: str) -> int:
     from provenance.manifest_store import ManifestStore
 
-    store = ManifestStore(pipeline.settings.instance, database_url(pipeline.settings))
+    store = ManifestStore(pipeline.settings)
     try:
         return len(store.by_payload(payload))
     finally:

@@ -24,7 +24,7 @@ from typing import BinaryIO, Protocol
 
 from settings import Settings
 
-from .errors import BlobNotFoundError, StorageError, TransientError
+from .errors import BlobNotFoundError, StorageError, StorageUnavailableError  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class LocalStore:
 class S3Store:
     """Blobs in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, R2, ...) through boto3.
 
-    Network failures and 5xx/throttling answers raise :class:`TransientError` so the task layer
+    Network failures and 5xx/throttling answers raise :class:`StorageUnavailableError` so the task layer
     retries them with backoff; everything else is a :class:`StorageError`.
     """
 
@@ -207,10 +207,10 @@ class S3Store:
                 raise BlobNotFoundError(f"{what}: not in bucket {self.bucket}") from None
             message = f"{what}: S3 answered {code or status}: {error.get('Message', '')}".strip()
             if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout", "InternalError"):
-                raise TransientError(message) from exc
+                raise StorageUnavailableError(message) from exc
             raise StorageError(message) from exc
         except (ConnectionError, HTTPClientError) as exc:
-            raise TransientError(f"{what}: cannot reach S3 ({exc})") from exc
+            raise StorageUnavailableError(f"{what}: cannot reach S3 ({exc})") from exc
         except BotoCoreError as exc:
             raise StorageError(f"{what}: {exc}") from exc
 
