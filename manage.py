@@ -250,6 +250,63 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     serve_with_worker(settings, lambda: create_app().run(host=host, port=port), worker=not no_worker)
 
 
+def _key_store(ctx: click.Context):  # -> web.apikeys.KeyStore
+    from pipeline import Pipeline
+    from web.apikeys import KeyStore
+
+    return KeyStore(Pipeline(_settings(ctx)).runtime.engine)
+
+
+@cli.group("apikeys")
+def apikeys() -> None:
+    """API keys for the web API and portal (stored hashed; a key is shown once, when created)."""
+
+
+@apikeys.command("create")
+@click.option("--name", required=True, help="What the key is for (shown in lists).")
+@click.option("--scopes", default="verify", show_default=True, help="Comma-separated: verify, generate, sign.")
+@click.option("--owner", default=None, help="Owner of the key's jobs (default: the key itself); keys that share "
+              "an owner see the same jobs.")
+@click.pass_context
+def apikeys_create(ctx: click.Context, name: str, scopes: str, owner: str | None) -> None:
+    """Create a key and print it (it cannot be shown again)."""
+    from web.apikeys import ApiKeyError
+
+    try:
+        info, key = _key_store(ctx).create(name, scopes, owner=owner)
+    except ApiKeyError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(key)
+    click.echo(f"id {info.id}, scopes {','.join(info.scopes)}, owner {info.owner} (store the key now: it is not "
+               "kept)", err=True)
+
+
+@apikeys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def apikeys_list(ctx: click.Context, as_json: bool) -> None:
+    """List keys (never the keys themselves: their id, prefix, scopes and state)."""
+    keys = _key_store(ctx).list()
+    if as_json:
+        click.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        return
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        click.echo(f"{k.id}  {k.prefix}…  {','.join(k.scopes):22}  {state:18}  {k.name}")
+
+
+@apikeys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def apikeys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key by its id or listed prefix; requests with it fail from now on."""
+    try:
+        info = _key_store(ctx).revoke(key_id)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"revoked {info.id} ({info.name})")
+
+
 # The pipeline's commands: worker, jobs list|show|cancel|verify|sign|generate|requeue, db upgrade|current.
 from pipeline.cli import COMMANDS as _PIPELINE_COMMANDS  # noqa: E402
 

@@ -1,12 +1,256 @@
-"""Server-rendered portal pages."""
+"""Server-rendered portal pages: verify, sign, generate, jobs, and signing in with an API key.
+
+Every page works without JavaScript (forms post, a running job's page refreshes itself);
+``static/app.js`` adds drag and drop, upload progress and live job progress on top.
+Who the visitor is: a creator who entered an API key once (the session keeps the key's id and
+re-checks it on each request, so revoking the key signs them out), or, when ``web_public_verify``
+is on, an anonymous visitor whose jobs belong to their session alone.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import hmac
+import io
+import json
+import secrets
+from typing import Any
 
-bp = Blueprint("portal", __name__)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+
+from pipeline.models import JobState
+
+from . import web_state
+from .api import clean_report, client_address, generation_request, manifest_of, rate_limit
+from .errors import Problem
+from .report_view import present
+from .uploads import received
+
+bp = Blueprint("portal", __name__, static_folder="static", static_url_path="/static")
+
+
+# --- who is visiting, CSRF ------------------------------------------------------------------------
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def current_key():  # -> KeyInfo | None
+    key_id = session.get("key_id")
+    if not key_id:
+        return None
+    key = web_state().keys.get(key_id)
+    if key is None or not key.active:
+        session.pop("key_id", None)
+        return None
+    return key
+
+
+def visitor_owner(scope: str | None = None) -> str:
+    """The owner whose jobs this visitor sees; 403/redirect-worthy Problem when not allowed."""
+    key = current_key()
+    if key is not None:
+        if scope is not None and scope not in key.scopes:
+            raise Problem(403, f"your API key lacks the '{scope}' scope")
+        return key.owner
+    if scope in (None, "verify") and web_state().settings.web_public_verify:
+        if "anon" not in session:
+            session["anon"] = secrets.token_hex(16)
+        return f"portal:{session['anon']}"
+    raise Problem(401, "enter an API key first (Key page)")
+
+
+@bp.app_context_processor
+def inject() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "signed_in_key": current_key}
+
+
+@bp.before_request
+def protect() -> None:
+    if request.method == "POST":
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+        if not hmac.compare_digest(sent, session.get("csrf", "")) or not sent:
+            raise Problem(400, "the form expired or did not come from this site; reload the page and try again",
+                          title="Bad Request")
+        settings = web_state().settings
+        rate_limit(f"ip:{client_address()}", settings.ip_rate_per_minute, settings.api_rate_burst)
+
+
+def _created(job_id: str) -> Response:
+    """After a submission: JSON for the script, a 303 to the job page for a plain form."""
+    target = url_for("portal.job", job_id=job_id)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(id=job_id, url=target, status_url=url_for("portal.job_status", job_id=job_id))
+    return redirect(target, code=303)
+
+
+# --- pages ------------------------------------------------------------------------------------------
 
 
 @bp.get("/")
 def index():
-    return render_template("index.html")
+    return redirect(url_for("portal.verify_page"))
+
+
+@bp.get("/verify")
+def verify_page():
+    return render_template("verify.html", public=web_state().settings.web_public_verify)
+
+
+@bp.post("/verify")
+def verify_submit():
+    owner = visitor_owner("verify")
+    with received(request.files.get("file"), web_state().settings) as upload:
+        view = web_state().pipeline.submit_verify(upload.path, filename=upload.filename, owner=owner)
+    return _created(view.id)
+
+
+@bp.get("/sign")
+def sign_page():
+    return render_template("sign.html")
+
+
+@bp.post("/sign")
+def sign_submit():
+    from pipeline.work import SOURCES
+
+    owner = visitor_owner("sign")
+    source = request.form.get("source", "capture")
+    if source not in SOURCES:
+        raise Problem(400, "choose how the clip was made")
+    title = (request.form.get("title") or "").strip()[:200] or None
+    author = (request.form.get("author") or "").strip()[:200] or None
+    with received(request.files.get("file"), web_state().settings) as upload:
+        view = web_state().pipeline.submit_sign(upload.path, filename=upload.filename, source=source, title=title,
+                                                author=author, watermark=True, owner=owner)
+    return _created(view.id)
+
+
+@bp.get("/generate")
+def generate_page():
+    return render_template("generate.html")
+
+
+def _form_generation() -> dict[str, Any]:
+    body: dict[str, Any] = {"prompt": request.form.get("prompt", "")}
+    for name, kind in (("width", int), ("height", int), ("seconds", float), ("steps", int), ("cfg", float),
+                       ("seed", int)):
+        raw = (request.form.get(name) or "").strip()
+        if raw:
+            try:
+                body[name] = kind(raw)
+            except ValueError:
+                raise Problem(400, f"'{name}' must be a number") from None
+    if request.form.get("negative", "").strip():
+        body["negative"] = request.form["negative"].strip()
+    body["include_prompt"] = request.form.get("include_prompt") == "on"
+    return generation_request(body)
+
+
+@bp.post("/generate")
+def generate_submit():
+    owner = visitor_owner("generate")
+    params = _form_generation()
+    prompt, include_prompt = params.pop("prompt"), params.pop("include_prompt", False)
+    view = web_state().pipeline.submit_generate(prompt, owner=owner, include_prompt=include_prompt, **params)
+    return _created(view.id)
+
+
+@bp.get("/jobs")
+def jobs():
+    try:
+        owner = visitor_owner()
+    except Problem:
+        return redirect(url_for("portal.keys"))
+    page = max(0, request.args.get("page", 0, type=int) or 0)
+    views = web_state().pipeline.list_jobs(owner=owner, limit=26, offset=page * 25)
+    return render_template("jobs.html", jobs=views[:25], page=page, more=len(views) > 25)
+
+
+def _job(job_id: str):
+    return web_state().pipeline.get(job_id, owner=visitor_owner())
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    view = _job(job_id)
+    report = None
+    if view.kind == "verify" and view.state == JobState.SUCCEEDED:
+        report = present(clean_report(web_state().pipeline.report(view.id)))
+    return render_template("job.html", job=view, report=report)
+
+
+@bp.get("/jobs/<job_id>/status.json")
+def job_status(job_id: str):
+    view = _job(job_id)
+    return jsonify(id=view.id, state=view.state, stage=view.stage, percent=round(view.percent, 1), done=view.done,
+                   error=view.error)
+
+
+@bp.get("/jobs/<job_id>/report.json")
+def job_report(job_id: str):
+    view = _job(job_id)
+    if view.kind != "verify" or view.state != JobState.SUCCEEDED:
+        abort(404)
+    data = json.dumps(clean_report(web_state().pipeline.report(view.id)), indent=2, sort_keys=True, default=str)
+    return send_file(io.BytesIO(data.encode()), mimetype="application/json", as_attachment=True,
+                     download_name=f"veriframe-report-{view.id[:8]}.json", max_age=0)
+
+
+@bp.get("/jobs/<job_id>/file/<any(output, input):role>")
+def job_file(job_id: str, role: str):
+    view = _job(job_id)
+    item = view.artifact(role)
+    if item is None:
+        abort(404)
+    _, stream = web_state().pipeline.open_artifact(item.id, owner=view.owner)
+    inline = request.args.get("inline") == "1"
+    return send_file(stream, mimetype=item.media_type, as_attachment=not inline,
+                     download_name=item.filename or f"{role}.bin", etag=item.sha256, max_age=0, conditional=True)
+
+
+@bp.get("/jobs/<job_id>/manifest.c2pa")
+def job_manifest(job_id: str):
+    data = manifest_of(_job(job_id))
+    if data is None:
+        abort(404)
+    return send_file(io.BytesIO(data), mimetype="application/c2pa", as_attachment=True,
+                     download_name=f"{job_id}.c2pa", max_age=0)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def job_cancel(job_id: str):
+    web_state().pipeline.cancel(job_id, owner=visitor_owner())
+    return redirect(url_for("portal.job", job_id=job_id), code=303)
+
+
+@bp.route("/key", methods=["GET", "POST"])
+def keys():
+    if request.method == "POST":
+        if request.form.get("action") == "sign-out":
+            session.pop("key_id", None)
+            flash("Signed out.")
+            return redirect(url_for("portal.keys"), code=303)
+        key = web_state().keys.authenticate((request.form.get("key") or "").strip())
+        if key is None:
+            flash("That API key is not valid (or was revoked).", "error")
+            return render_template("keys.html"), 401
+        session.clear()  # a new identity gets a new session (and CSRF token)
+        session["key_id"] = key.id
+        flash(f"Signed in with key “{key.name}”.")
+        return redirect(url_for("portal.jobs"), code=303)
+    return render_template("keys.html")

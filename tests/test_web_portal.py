@@ -1,0 +1,206 @@
+"""The portal with the Flask test client: pages, CSRF, the public verify flow, creators' pages,
+security headers, the report page and its exports, the API-key CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from web_helpers import WebEnv, make_env
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> WebEnv:
+    env = make_env(tmp_path_factory.mktemp("web-portal"))
+    yield env
+    env.pipeline.runtime.close()
+
+
+@pytest.fixture
+def client(env: WebEnv):
+    env.pipeline.inline = False
+    return env.app().test_client()
+
+
+def token(client, page: str = "/verify") -> str:
+    html = client.get(page).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client, env: WebEnv, who: str = "alice") -> None:
+    response = client.post("/key", data={"csrf_token": token(client, "/key"), "key": env.keys[who]})
+    assert response.status_code == 303
+
+
+@pytest.mark.parametrize("page", ["/verify", "/sign", "/generate", "/jobs", "/key"])
+def test_pages_render_with_security_headers(client, page: str) -> None:
+    response = client.get(page, follow_redirects=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    html = response.get_data(as_text=True)
+    assert '<html lang="en">' in html and 'name="viewport"' in html and "<script>" not in html
+    assert client.get("/").status_code == 302
+
+
+def test_static_assets_are_served(client) -> None:
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").mimetype == "text/css"
+
+
+def test_forms_need_the_csrf_token(client, env: WebEnv) -> None:
+    response = client.post("/verify", data=env.upload())
+    assert response.status_code == 400 and "did not come from this site" in response.get_data(as_text=True)
+    assert client.post("/verify", data={**env.upload(), "csrf_token": "forged"}).status_code == 400
+
+
+def test_public_verify_flow_shows_the_report_to_its_session_only(client, env: WebEnv) -> None:
+    response = client.post("/verify", data={**env.upload("street.mp4"), "csrf_token": token(client)})
+    assert response.status_code == 303
+    job_url = response.headers["Location"]
+    job_id = job_url.rsplit("/", 1)[-1]
+    running = client.get(job_url).get_data(as_text=True)
+    assert 'http-equiv="refresh"' in running and "data-job-status" in running
+    status = client.get(f"{job_url}/status.json").get_json()
+    assert status["state"] == "queued" and status["done"] is False
+
+    assert env.pipeline.run(job_id) == "succeeded"
+    html = client.get(job_url).get_data(as_text=True)
+    assert "No Content Credentials" in html and "Watermark" in html and "160×96" in html
+    assert 'http-equiv="refresh"' not in html and "street.mp4" in html
+    export = client.get(f"{job_url}/report.json")
+    assert export.status_code == 200 and "attachment" in export.headers["Content-Disposition"]
+    assert json.loads(export.data)["file"]["width"] == 160
+    assert job_id in client.get("/jobs").get_data(as_text=True)
+
+    stranger = env.app().test_client()
+    assert stranger.get(job_url).status_code == 404
+    assert stranger.get(f"{job_url}/report.json").status_code == 404
+
+
+def test_script_uploads_get_json_and_problems_are_readable(client, env: WebEnv) -> None:
+    response = client.post("/verify", data={**env.upload(), "csrf_token": token(client)},
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.get_json()["url"].startswith("/jobs/")
+    bad = client.post("/verify", data={**env.upload("x.mp4", b"plain text " * 99), "csrf_token": token(client)})
+    assert bad.status_code == 415 and "not a video or image" in bad.get_data(as_text=True)
+
+
+def test_creators_pages_need_a_key_with_the_scope(client, env: WebEnv) -> None:
+    form = {**env.upload(), "csrf_token": token(client), "source": "capture"}
+    assert client.post("/sign", data=form).status_code == 401
+    bad = client.post("/key", data={"csrf_token": token(client, "/key"), "key": "vf_wrong"})
+    assert bad.status_code == 401 and "not valid" in bad.get_data(as_text=True)
+    sign_in(client, env, "viewer")
+    form = {**env.upload(), "csrf_token": token(client), "source": "capture"}
+    assert client.post("/sign", data=form).status_code == 403
+
+
+def test_sign_in_sign_and_download(client, env: WebEnv) -> None:
+    sign_in(client, env)
+    assert "Key: alice" in client.get("/sign").get_data(as_text=True)
+    env.pipeline.inline = True
+    response = client.post("/sign", data={**env.upload("beach.mp4"), "csrf_token": token(client, "/sign"),
+                                          "source": "edit", "title": "Beach"})
+    assert response.status_code == 303
+    job_url = response.headers["Location"]
+    html = client.get(job_url).get_data(as_text=True)
+    assert "Signed file" in html and "beach.signed.mp4" in html and "<video" in html
+    download = client.get(f"{job_url}/file/output")
+    assert download.status_code == 200 and download.mimetype == "video/mp4"
+    assert client.get(f"{job_url}/manifest.c2pa").mimetype == "application/c2pa"
+
+    # The signed clip verifies as trusted, with the signer and the edit shown.
+    verify = client.post("/verify", data={"file": (io.BytesIO(download.data), "beach.signed.mp4"),
+                                          "csrf_token": token(client)})
+    report = client.get(verify.headers["Location"]).get_data(as_text=True)
+    assert "Content Credentials valid, from a trusted signer" in report and "veriframe development" in report
+    assert "Beach" in report and "Manifest (.c2pa)" in report
+
+
+def test_generation_without_checkpoint_shows_the_stored_error(client, env: WebEnv) -> None:
+    sign_in(client, env)
+    env.pipeline.inline = True
+    response = client.post("/generate", data={"csrf_token": token(client, "/generate"), "prompt": "a lighthouse",
+                                              "width": "96", "height": "64", "steps": "2", "seed": ""})
+    assert response.status_code == 303
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "The job failed" in html and "checkpoint" in html and "not installed on the server" in html
+    bad = client.post("/generate", data={"csrf_token": token(client, "/generate"), "prompt": "x", "steps": "many"})
+    assert bad.status_code == 400
+
+
+def test_cancel_from_the_job_page_and_sign_out(client, env: WebEnv) -> None:
+    sign_in(client, env, "bob")
+    response = client.post("/generate", data={"csrf_token": token(client, "/generate"), "prompt": "slow"})
+    job_url = response.headers["Location"]
+    assert client.post(f"{job_url}/cancel", data={"csrf_token": token(client)}).status_code == 303
+    assert "Cancelled" in client.get(job_url).get_data(as_text=True)
+    client.post("/key", data={"csrf_token": token(client, "/key"), "action": "sign-out"})
+    assert client.get(job_url).status_code == 404  # an anonymous visitor does not see bob's jobs
+
+
+def test_revoking_a_key_signs_its_sessions_out(client, env: WebEnv) -> None:
+    keys = env.app().extensions["veriframe.web"].keys
+    info, key = keys.create("short-lived", "sign")
+    client.post("/key", data={"csrf_token": token(client, "/key"), "key": key})
+    assert "Key: short-lived" in client.get("/sign").get_data(as_text=True)
+    keys.revoke(info.id)
+    assert "Key: short-lived" not in client.get("/sign").get_data(as_text=True)
+
+
+def test_apikeys_cli_creates_lists_and_revokes(env: WebEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    import manage
+
+    inst = ["--instance", str(env.settings.instance)]
+    assert manage.main([*inst, "apikeys", "create", "--name", "cli", "--scopes", "verify,sign"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("vf_")
+    keys = env.app().extensions["veriframe.web"].keys
+    found = keys.authenticate(key)
+    assert found is not None and found.scopes == ("verify", "sign")
+    assert manage.main([*inst, "apikeys", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert any(k["id"] == found.id for k in listed) and key not in json.dumps(listed)
+    assert manage.main([*inst, "apikeys", "revoke", found.id]) == 0
+    assert keys.authenticate(key) is None
+    assert manage.main([*inst, "apikeys", "create", "--name", "x", "--scopes", "root"]) == 2
+
+
+def test_keys_are_stored_hashed(env: WebEnv) -> None:
+    from sqlalchemy import text
+
+    with env.pipeline.runtime.engine.connect() as conn:
+        rows = conn.execute(text("SELECT key_hash, prefix FROM web_api_keys")).all()
+    stored = json.dumps([list(r) for r in rows])
+    assert rows and all(env.keys[who] not in stored for who in env.keys)
+
+
+def test_token_buckets_refill_over_time() -> None:
+    from web.ratelimit import MemoryLimiter
+
+    now = [0.0]
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    assert [limiter.hit("k", 1.0, 2).allowed for _ in range(3)] == [True, True, False]
+    assert limiter.hit("k", 1.0, 2).retry_after_s == pytest.approx(1.0)
+    now[0] = 1.0
+    assert limiter.hit("k", 1.0, 2).allowed and not limiter.hit("k", 1.0, 2).allowed
+    assert limiter.hit("other", 1.0, 2).allowed
+
+
+def test_redis_token_buckets_are_shared(tmp_path) -> None:
+    from pipeline_helpers import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        from web.ratelimit import limiter_for
+
+        first, second = limiter_for(server.url), limiter_for(server.url)
+        assert type(first).__name__ == "RedisLimiter"
+        results = [first.hit("k", 0.01, 2).allowed, second.hit("k", 0.01, 2).allowed, first.hit("k", 0.01, 2)]
+        assert results[:2] == [True, True] and not results[2].allowed and results[2].retry_after_s > 1
+    finally:
+        server.stop()

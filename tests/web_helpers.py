@@ -1,0 +1,77 @@
+"""Shared pieces of the web tests: an instance, a pipeline whose jobs run when the test says, keys, clips.
+
+Jobs run through the real runner (``pipeline.runner.execute``: claim, workflow, finish) in the
+test's process instead of a Celery worker, so the web layer is tested against real jobs, real
+storage and real reports without the seconds a worker takes to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any
+
+from pipeline_helpers import FAST_JOBS, make_instance, settings_of
+
+from pipeline.runner import execute
+from pipeline.service import Pipeline
+
+
+class InlinePipeline(Pipeline):
+    """A Pipeline whose ``send`` records the job, and runs it at once when ``inline`` is set."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.sent: list[str] = []
+        self.inline = False
+
+    def send(self, job_id: str, kind: str) -> bool:
+        self.sent.append(job_id)
+        if self.inline:
+            execute(self.runtime, job_id)
+        return True
+
+    def run(self, job_id: str) -> str:
+        return execute(self.runtime, job_id).status
+
+
+@dataclasses.dataclass
+class WebEnv:
+    root: Path
+    settings: Any
+    pipeline: InlinePipeline
+    clip: Path
+    keys: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def app(self, **overrides: Any):
+        from web import create_app
+
+        settings = dataclasses.replace(self.settings, **overrides) if overrides else self.settings
+        app = create_app({"TESTING": True, "VERIFRAME_SETTINGS": settings, "SECRET_KEY": "test-secret"},
+                         pipeline=self.pipeline)
+        return app
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    def upload(self, name: str = "clip.mp4", data: bytes | None = None) -> dict[str, Any]:
+        return {"file": (io.BytesIO(self.clip.read_bytes() if data is None else data), name)}
+
+
+def make_env(root: Path) -> WebEnv:
+    from media.synthetic import make_test_clip
+    from web.apikeys import KeyStore
+
+    inst = make_instance(root, **{**FAST_JOBS, "generator_entrypoint": "pipeline_helpers:missing_checkpoint",
+                                  "api_rate_burst": 10_000, "ip_rate_per_minute": 10_000})
+    settings = settings_of(inst)
+    pipeline = InlinePipeline(settings)
+    pipeline.migrate()
+    clip = make_test_clip(root / "clip.mp4", width=160, height=96, frames=8, pattern="noise")
+    env = WebEnv(root, settings, pipeline, clip)
+    store = KeyStore(pipeline.runtime.engine)
+    for who, scopes in [("alice", "verify,generate,sign"), ("bob", "verify,generate,sign"), ("viewer", "verify"),
+                        ("lister", "verify")]:
+        env.keys[who] = store.create(who, scopes, owner=who)[1]
+    return env
