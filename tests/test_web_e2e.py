@@ -63,7 +63,7 @@ def page(server, tmp_path: Path):
                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
         context = browser.new_context(accept_downloads=True, viewport={"width": 390, "height": 844})
         page = context.new_page()
-        page.set_default_timeout(90_000)
+        page.set_default_timeout(30_000)
         yield page
         context.close()
         browser.close()
@@ -91,10 +91,10 @@ def test_sign_download_verify_and_generate_in_a_browser(server, page, tmp_path: 
     page.set_input_files("#file", str(clip))
     page.fill("#title", "Harbour at dawn")
     page.click("button[type=submit]")
-    page.wait_for_selector("text=Signed file")
+    page.wait_for_selector("h2#out-h")  # the job page's output heading (not the form's intro text)
     page.screenshot(path=str(out / "signed.png"), full_page=True)
     with page.expect_download() as download:
-        page.click("text=Download")
+        page.click("a.button:has-text('Download')")
     signed = tmp_path / "signed.mp4"
     download.value.save_as(signed)
 
@@ -110,9 +110,10 @@ def test_sign_download_verify_and_generate_in_a_browser(server, page, tmp_path: 
     page.fill("#width", "96")
     page.fill("#height", "64")
     page.fill("#steps", "3")
+    page.fill("#seconds", "1")
     page.click("button[type=submit]")
-    page.wait_for_selector("text=Generated clip")
+    page.wait_for_selector("h2#out-h")
     page.screenshot(path=str(out / "generated.png"), full_page=True)
     with page.expect_download() as download:
-        page.click("text=Download")
+        page.click("a.button:has-text('Download')")
     assert download.value.suggested_filename.endswith(".mp4")
