@@ -26,6 +26,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [MediaError, ConfigError, PayloadError, KeyringError]
     try:
+        from generator.errors import GeneratorError
+
+        errors.append(GeneratorError)
+    except ImportError:  # pragma: no cover - torch missing
+        pass
+    try:
         from provenance.c2pa.errors import ProvenanceError
 
         errors.append(ProvenanceError)
@@ -233,6 +239,65 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
         click.echo(f"  {failure['code']}: {failure['explanation']}")
     click.echo("watermark: " + (f"present, payload {mark['payload']} (p-value {mark['p_value']:.3g})"
                                 if mark["present"] else f"absent (p-value {mark['p_value']:.3g})"))
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output MP4.")
+@click.option("--width", type=click.IntRange(16, 4096), default=None, help="Width (default: the model's).")
+@click.option("--height", type=click.IntRange(16, 4096), default=None, help="Height (default: the model's).")
+@click.option("--seconds", type=click.FloatRange(0.04, 600), default=None, help="Length in seconds.")
+@click.option("--fps", type=click.FloatRange(1, 120), default=None, help="Frame rate.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="Sampling steps.")
+@click.option("--cfg", type=float, default=None, help="Classifier-free guidance scale.")
+@click.option("--seed", type=int, default=None, help="Seed (same seed, same machine: same video).")
+@click.option("--negative", default=None, help="Negative prompt.")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="First frame (image-to-video).")
+@click.option("--extend", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Clip to continue.")
+@click.option("--config", default=None, help="Model size preset (tiny, S, B, L, XL).")
+@click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Checkpoint folder (default: weights/generator-<config>).")
+@click.option("--include-prompt", is_flag=True, help="Record the prompt text in the Content Credentials.")
+@click.option("--raw", is_flag=True, help="Write the raw clip: no watermark, no Content Credentials.")
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, output: Path, include_prompt: bool, raw: bool, **options) -> None:
+    """Generate a clip here (no queue), then watermark and sign it; `jobs generate` queues instead."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    from generator.cli import generate_to_file
+
+    settings = _settings(ctx)
+    if not prompt.strip():
+        raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
+    if options["seed"] is None:
+        options["seed"] = secrets.randbelow(2**31)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    bars: list[tqdm] = []  # made at the first step, so an early error stays one line
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".veriframe-") as tmp:
+
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(tqdm(desc="sampling", unit="step", total=total, leave=False))
+            bars[0].n = done
+            bars[0].refresh()
+
+        target = output if raw else Path(tmp) / "generated.mp4"
+        generate_to_file(prompt, target, progress=progress, **options)
+        if not raw:
+            from provenance.credentials import issue_credentials
+
+            generation = {"prompt": prompt, "seed": options["seed"], "steps": options["steps"],
+                          "model_id": options["config"] or "default"}
+            issued = issue_credentials(settings, target, output, source="generated", title=prompt[:80],
+                                       generation=generation, include_prompt=include_prompt)
+            click.echo(f"wrote {output} (seed {options['seed']}, manifest {issued.manifest_label}, "
+                       f"watermark payload {issued.payload_hex})")
+            return
+    click.echo(f"wrote {output} (seed {options['seed']}, raw: no watermark or credentials)")
 
 
 @cli.command()

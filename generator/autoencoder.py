@@ -1,0 +1,325 @@
+"""Causal 3D convolutional VAE: video (B, 3, 1 + f*k, H, W) in [-1, 1] <-> latent (B, C, 1 + k, H/s, W/s).
+
+Read bottom up: the causal convolution, per-frame normalisation, resampling, the residual block,
+encoder, decoder, the autoencoder with its KL bottleneck and chunked coding, then the presets.
+
+Causality is what makes it a video *and* image model: every convolution pads time on the left only
+(repeating the first frame), normalisation is per frame, and the time-strided convolutions map
+1 + 2n frames to 1 + n, so latent frame 0 depends on video frame 0 alone (a still image is a
+one-frame video) and latent frame j on video frames up to f*j. The same property makes chunked
+coding exact: each causal convolution carries the input frames its next window needs into the next
+chunk, so a long clip is coded a few frames at a time with the same result as all at once, and
+memory does not grow with its length. Upsampling in time is depth-to-time (each latent frame's
+channels unfold into two frames), which keeps the first frame single by dropping one output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class AutoencoderConfig:
+    """Architecture of a `VideoAutoencoder`; stored as a plain dict beside the weights."""
+
+    in_channels: int = 3
+    latent_channels: int = 8
+    base_channels: int = 32  # 8.5M parameters at 4x8x8: decodes 128x128x17 in seconds on 2 CPU cores
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)  # channels per level = base * mult
+    time_down: tuple[bool, ...] = (True, True, False)  # halve time between level i and i+1
+    space_down: tuple[bool, ...] = (True, True, True)  # halve height and width between levels
+    blocks_per_level: int = 1
+    scaling_factor: float = 1.0  # latents are (z - shift) * scale for the DiT (set after training)
+    shift_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        self.time_down, self.space_down = tuple(map(bool, self.time_down)), tuple(map(bool, self.space_down))
+        if not (len(self.time_down) == len(self.space_down) == len(self.channel_mult) - 1):
+            raise ValueError("time_down and space_down need one entry per level transition")
+
+    @property
+    def compression(self) -> tuple[int, int, int]:
+        """(time, height, width) downsampling factors."""
+        s = 2 ** sum(self.space_down)
+        return 2 ** sum(self.time_down), s, s
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AutoencoderConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown autoencoder config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- causal layers
+
+
+class CausalConv3d(nn.Module):
+    """Conv3d padded on the left in time (by repeating the first frame) and symmetrically in space.
+
+    With a time stride of 2, output frame 0 sees frame 0 alone and output j frames 2j-2 .. 2j, which
+    maps 1 + 2n frames to 1 + n. With `stream` on, it keeps the last (k_t - stride_t) input frames
+    and prepends them to the next call instead of padding, so consecutive chunks (of multiples of the
+    stride) give exactly the full-clip result.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
+        super().__init__()
+        self.kt, self.st = kernel, stride[0]
+        self.conv = nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
+        self.cache: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kt > 1:
+            left = x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1) if self.cache is None else self.cache
+            x = torch.cat([left, x], dim=2)  # (B, C, kt - 1 + T, H, W) on the first chunk
+            keep = self.kt - self.st
+            self.cache = x[:, :, x.shape[2] - keep :].detach() if _streaming(self) and keep > 0 else None
+        return self.conv(x)
+
+
+def _streaming(module: nn.Module) -> bool:
+    return getattr(module, "_stream", False)
+
+
+class FrameNorm(nn.GroupNorm):
+    """GroupNorm computed per frame: normalising over time would leak future frames into the past."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, T, H, W = x.shape
+        y = super().forward(x.transpose(1, 2).reshape(B * T, C, H, W))  # (B*T, C, H, W)
+        return y.reshape(B, T, C, H, W).transpose(1, 2)
+
+
+def _norm(channels: int) -> FrameNorm:
+    return FrameNorm(min(32, channels // 4) if channels >= 8 else 1, channels, eps=1e-6)
+
+
+class TimeUpsample(nn.Module):
+    """Depth-to-time: a causal conv makes two frames' worth of channels per frame, which are then
+    interleaved, 1 + n frames -> 2 + 2n, and a clip's first output is dropped -> 1 + 2n. Each output
+    frame gets its own learned projection; repeating frames would leave the next convolution to tell
+    identical copies apart, which trains far more slowly."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(channels, 2 * channels)
+        self.started = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, T, H, W = x.shape
+        y = self.conv(x).reshape(B, 2, C, T, H, W).permute(0, 2, 3, 1, 4, 5).reshape(B, C, 2 * T, H, W)
+        if not self.started:
+            y = y[:, :, 1:]  # the first frame stays one frame
+            self.started = _streaming(self)
+        return y
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = _norm(c_in), CausalConv3d(c_in, c_out)
+        self.norm2, self.conv2 = _norm(c_out), CausalConv3d(c_out, c_out)
+        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+def Downsample(c_in: int, c_out: int, time: bool, space: bool) -> CausalConv3d:
+    """A learned strided causal convolution (as MAGVIT-v2): averaging frame pairs would throw away
+    half of the temporal detail before the wider next level could hold it."""
+    return CausalConv3d(c_in, c_out, 3, stride=(2 if time else 1, 2 if space else 1, 2 if space else 1))
+
+
+class Upsample(nn.Module):
+    def __init__(self, c_in: int, c_out: int, time: bool, space: bool) -> None:
+        super().__init__()
+        self.time = TimeUpsample(c_in) if time else nn.Identity()
+        self.space = space
+        self.conv = CausalConv3d(c_in, c_out, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.time(x)
+        if self.space:
+            x = F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest")
+        return self.conv(x)
+
+
+# --------------------------------------------------------------------------- encoder and decoder
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: AutoencoderConfig) -> None:
+        super().__init__()
+        chans = [c.base_channels * m for m in c.channel_mult]
+        self.conv_in = CausalConv3d(c.in_channels, chans[0])
+        layers: list[nn.Module] = []
+        for i, ch in enumerate(chans):
+            layers += [ResBlock(ch, ch) for _ in range(c.blocks_per_level)]
+            if i < len(chans) - 1:
+                layers.append(Downsample(ch, chans[i + 1], c.time_down[i], c.space_down[i]))
+        self.layers = nn.Sequential(*layers, ResBlock(chans[-1], chans[-1]))
+        self.norm_out = _norm(chans[-1])
+        self.conv_out = CausalConv3d(chans[-1], 2 * c.latent_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.layers(self.conv_in(x))  # (B, C_top, 1 + k, H/s, W/s)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 2 * latent, 1 + k, H/s, W/s): mean, logvar
+
+
+class Decoder(nn.Module):
+    def __init__(self, c: AutoencoderConfig) -> None:
+        super().__init__()
+        chans = [c.base_channels * m for m in c.channel_mult]
+        self.conv_in = CausalConv3d(c.latent_channels, chans[-1])
+        layers: list[nn.Module] = [ResBlock(chans[-1], chans[-1])]
+        for i in reversed(range(len(chans))):
+            layers += [ResBlock(chans[i], chans[i]) for _ in range(c.blocks_per_level)]
+            if i > 0:
+                layers.append(Upsample(chans[i], chans[i - 1], c.time_down[i - 1], c.space_down[i - 1]))
+        self.layers = nn.Sequential(*layers)
+        self.norm_out = _norm(chans[0])
+        self.conv_out = CausalConv3d(chans[0], c.in_channels)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.layers(self.conv_in(z))  # (B, C_0, 1 + f*k, H, W)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, 1 + f*k, H, W)
+
+
+# --------------------------------------------------------------------------- the autoencoder
+
+
+@dataclass
+class LatentDistribution:
+    """Diagonal Gaussian posterior q(z | x) of the KL bottleneck."""
+
+    mean: Tensor
+    logvar: Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + (0.5 * self.logvar).exp() * noise
+
+    def kl(self) -> Tensor:
+        """KL(q || N(0, I)) averaged over elements (scalar)."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).mean()
+
+
+class VideoAutoencoder(nn.Module):
+    """Causal video VAE with a KL bottleneck; codes clips whole or in chunks of frames."""
+
+    def __init__(self, config: AutoencoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder, self.decoder = Encoder(config), Decoder(config)
+        # Start with a narrow posterior (std ~0.1): with the default logvar 0 the sampling noise
+        # would swamp the still-small means and stall early reconstruction for many steps.
+        with torch.no_grad():
+            self.encoder.conv_out.conv.bias[config.latent_channels :].fill_(-4.0)
+
+    @property
+    def compression(self) -> tuple[int, int, int]:
+        return self.config.compression
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames that code `frames` video frames (the last chunk is padded)."""
+        ft = self.compression[0]
+        return 1 + -(-(frames - 1) // ft)
+
+    def _set_stream(self, on: bool) -> None:
+        for m in self.modules():
+            m._stream = on
+            if isinstance(m, CausalConv3d):
+                m.cache = None
+            if isinstance(m, TimeUpsample):
+                m.started = False
+
+    def _chunked(self, net: nn.Module, x: Tensor, first: int, rest: int) -> Tensor:
+        """Run `net` over time chunks of `first`, then `rest` frames, carrying causal state."""
+        if x.shape[2] <= first:
+            self._set_stream(False)
+            return net(x)
+        self._set_stream(True)
+        try:
+            chunks = [x[:, :, :first]] + list(x[:, :, first:].split(rest, dim=2))
+            return torch.cat([net(chunk) for chunk in chunks], dim=2)
+        finally:
+            self._set_stream(False)
+
+    def encode(self, x: Tensor, *, chunk_latents: int | None = None) -> LatentDistribution:
+        """Video (B, 3, F, H, W) in [-1, 1] -> posterior over (B, C, 1 + ceil((F-1)/f), H/s, W/s).
+
+        H and W must be multiples of the spatial factor; F is padded at the end by repeating the
+        last frame. `chunk_latents` codes that many latent frames at a time (same result)."""
+        ft, fh, fw = self.compression
+        if x.shape[-2] % fh or x.shape[-1] % fw:
+            raise ValueError(f"height and width must be multiples of {fh}, got {tuple(x.shape[-2:])}")
+        pad = (self.latent_frames(x.shape[2]) - 1) * ft + 1 - x.shape[2]
+        if pad:
+            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+        n = chunk_latents or x.shape[2]
+        moments = self._chunked(self.encoder, x, 1 + ft * n, ft * n)
+        mean, logvar = moments.chunk(2, dim=1)
+        return LatentDistribution(mean, logvar.clamp(-30.0, 20.0))
+
+    def decode(self, z: Tensor, *, frames: int | None = None, chunk_latents: int | None = None) -> Tensor:
+        """Latent (B, C, 1 + k, h, w) -> video (B, 3, 1 + f*k, H, W), cropped to `frames` if given.
+
+        `chunk_latents` decodes that many latent frames at a time: peak memory is set by the chunk,
+        not the clip length, and the output is the same."""
+        n = chunk_latents or z.shape[2]
+        video = self._chunked(self.decoder, z, 1 + n, n)
+        return video if frames is None else video[:, :, :frames]
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, LatentDistribution]:
+        """Reconstruction of x through a sampled latent, and the posterior (for the KL term)."""
+        posterior = self.encode(x)
+        return self.decode(posterior.sample(generator), frames=x.shape[2]), posterior
+
+    # ----- what the DiT sees: normalised latents
+    def encode_latents(self, video: Tensor, *, sample: bool = False, chunk_latents: int | None = None,
+                       generator: torch.Generator | None = None) -> Tensor:
+        posterior = self.encode(video, chunk_latents=chunk_latents)
+        z = posterior.sample(generator) if sample else posterior.mean
+        return (z - self.config.shift_factor) * self.config.scaling_factor
+
+    def decode_latents(self, z: Tensor, *, frames: int | None = None, chunk_latents: int | None = None) -> Tensor:
+        z = z / self.config.scaling_factor + self.config.shift_factor
+        return self.decode(z, frames=frames, chunk_latents=chunk_latents).clamp(-1.0, 1.0)
+
+
+def autoencoder_loss(ae: VideoAutoencoder, video: Tensor, *, kl_weight: float = 1e-6,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+    """L1 reconstruction + weighted KL: the base objective (perceptual/GAN terms belong to training)."""
+    recon, posterior = ae(video, generator)
+    l1, kl = (recon - video).abs().mean(), posterior.kl()
+    return l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def AE_4x8x8(**overrides) -> VideoAutoencoder:
+    """Time 4x, space 8x8, 8 latent channels: 128x128x17 -> 8x5x16x16."""
+    return VideoAutoencoder(AutoencoderConfig(**overrides))
+
+
+def AE_4x4x4(**overrides) -> VideoAutoencoder:
+    """Time 4x, space 4x4, 4 latent channels: finer latents, 4x the DiT tokens of 4x8x8."""
+    base = {"latent_channels": 4, "channel_mult": (1, 2, 4), "time_down": (True, True), "space_down": (True, True)}
+    return VideoAutoencoder(AutoencoderConfig(**{**base, **overrides}))
+
+
+AE_models = {"4x8x8": AE_4x8x8, "4x4x4": AE_4x4x4}
