@@ -192,15 +192,24 @@ def keys_show(ctx: click.Context) -> None:
 @click.option("--include-prompt", is_flag=True, help="Record the prompt text, not only its hash.")
 @click.option("--no-watermark", is_flag=True, help="Sign without embedding the watermark first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--async", "run_async", is_flag=True,
+              help="Queue it as a job for the workers and print the job id (fetch with `jobs show`).")
 @click.pass_context
 def sign(ctx: click.Context, src: Path, dst: Path, source: str, title: str | None, author: str | None,
-         include_prompt: bool, no_watermark: bool, as_json: bool) -> None:
+         include_prompt: bool, no_watermark: bool, as_json: bool, run_async: bool) -> None:
     """Watermark SRC and sign it with Content Credentials into DST (MP4, MOV, JPEG, PNG)."""
     from provenance.credentials import issue_credentials
 
     settings = _settings(ctx)
     if not src.is_file():
         raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
+    if run_async:
+        from pipeline.cli import submit_and_follow
+
+        submit_and_follow(ctx, lambda p: p.submit_sign(src, source=source, title=title, author=author,
+                                                       watermark=not no_watermark),
+                          wait=False, as_json=as_json)
+        return
     issued = issue_credentials(settings, src, dst, source=source, title=title, author=author,
                                include_prompt=include_prompt, watermark=not no_watermark)
     if as_json:
@@ -217,15 +226,24 @@ def sign(ctx: click.Context, src: Path, dst: Path, source: str, title: str | Non
               help="Extra trust-anchor PEM file for this call (repeatable).")
 @click.option("--allowed-ekus", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="File of allowed extended-key-usage OIDs for this call.")
+@click.option("--async", "run_async", is_flag=True,
+              help="Queue it as a job for the workers and print the job id (fetch with `jobs show`).")
 @click.pass_context
 def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Path, ...],
-           allowed_ekus: Path | None) -> None:
+           allowed_ekus: Path | None, run_async: bool) -> None:
     """Report SRC's Content Credentials, watermark and file facts."""
     from provenance.credentials import verify_clip
 
     settings = _settings(ctx)
     if not src.is_file():
         raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
+    if run_async:
+        if trust_anchors or allowed_ekus:
+            raise click.BadParameter("--async uses the instance's trust configuration", param_hint="--trust-anchors")
+        from pipeline.cli import submit_and_follow
+
+        submit_and_follow(ctx, lambda p: p.submit_verify(src, filename=src.name), wait=False, as_json=as_json)
+        return
     report = verify_clip(settings, src, extra_anchors=trust_anchors, allowed_ekus=allowed_ekus)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))

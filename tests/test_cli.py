@@ -172,3 +172,13 @@ def test_keys_import_rejects_garbage(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_text("not a key")
     r = run(tmp_path, "keys", "import", "--chain", str(tmp_path / "chain.pem"), "--key", str(tmp_path / "key.pem"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_verify_async_queues_a_job(tmp_path: Path) -> None:
+    src = make_test_clip(tmp_path / "in.mp4", width=128, height=96, frames=4)
+    r = run(tmp_path, "verify", str(src), "--async")
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    shown = run(tmp_path, "jobs", "show", job_id)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "queued"
