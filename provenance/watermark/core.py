@@ -343,14 +343,18 @@ def _decide(cells: np.ndarray, layout: KeyLayout, attempts: int, frames_used: in
     bits = viterbi_decode(soft)
     msg = parse_message_bits(bits)
     norm = float(np.sqrt(np.sum(cells * cells)))
-    if msg is None or norm == 0.0:
+    if norm == 0.0:
         return DetectionResult(False, None, None, None, 0.0, 1.0, None, frames_used)
+    # scored even when the CRC fails, so unmarked video shows where its scores lie
     code = 1.0 - 2.0 * conv_encode(bits[:MESSAGE_BITS]).astype(np.float64)
     z = float(np.dot(cells, code[layout.payload_bits])) / norm
     log_p = math.log(attempts) + INFO_BITS * math.log(2.0) - 0.5 * z * z if z > 0 else 0.0
     p = float(min(1.0, math.exp(min(log_p, 0.0))))
     errors = int(np.sum(np.sign(soft) != code))
-    present = p < cfg.p_threshold
+    present = msg is not None and p < cfg.p_threshold
+    if msg is None:
+        return DetectionResult(False, None, None, None, round(1.0 - p, 12), p, errors, frames_used,
+                               score=round(z, 3))
     return DetectionResult(
         present=present,
         payload=msg.hex if present else None,
