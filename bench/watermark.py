@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Watermark benchmark: robustness, imperceptibility, false positives and speed.
 
-    .venv/bin/pip install -e '.[bench]'   # invisible-watermark (the PyPI anchor), scikit-video
+    .venv/bin/pip install -e '.[bench]'   # scikit-video, scikit-image
+    .venv/bin/pip install --no-deps invisible-watermark==0.2.0   # the PyPI anchor, without opencv-python
     .venv/bin/python bench/watermark.py          # full run, writes docs/benchmarks/watermark.md
     .venv/bin/python bench/watermark.py --quick  # 360p only, fewer attacks (a smoke run)
 
