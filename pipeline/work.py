@@ -95,24 +95,6 @@ def seed_for(job_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"veriframe.seed.v1:{job_id}".encode()).digest()[:4], "big") >> 1
 
 
-def _add_detector(path: Path, settings: Settings, report: dict[str, Any]) -> None:
-    """Add the AI-origin detector's sections (``detector``, ``artifacts``, ``verdict``) to the
-    report, unless the provenance report already carries them or the detector is switched off."""
-    if "detector" in report:
-        return
-    if not settings.verify_detector:
-        report["detector"] = {"state": "disabled", "message": "the detector is switched off (verify_detector)"}
-        return
-    try:
-        from detector import analyse_file, verdict
-    except ImportError as exc:
-        report["detector"] = {"state": "unavailable", "message": f"the AI-origin detector is not installed ({exc})"}
-        return
-    analysis = analyse_file(path, settings.media_limits)  # the model loads once per worker process
-    report.update(analysis.to_dict())
-    report["verdict"] = verdict(report, analysis.detector, analysis.signals).to_dict()
-
-
 # --- verify -----------------------------------------------------------------------------------
 
 
@@ -122,10 +104,8 @@ def verify(ctx: JobContext) -> Outcome:
     with ctx.input_file() as path:
         ctx.progress("probe", 2.0)
         probe(path, ctx.settings.media_limits)  # refuse bad input before the heavy stages
-        ctx.progress("credentials and watermark", 5.0)
+        ctx.progress("credentials, watermark and detector", 5.0)
         report = credentials.verify(path, ctx.settings)
-        ctx.progress("detector", 60.0)
-        _add_detector(path, ctx.settings, report)
     ctx.progress("store", 95.0)
     ref = ctx.store.put_bytes(json.dumps(report, indent=2, sort_keys=True, default=str).encode())
     c2pa, mark = report.get("c2pa", {}), report.get("watermark", {})

@@ -26,7 +26,7 @@ from .watermark import ALGORITHM, Keyring
 from .watermark.video import config_from_settings, detect_file, embed_file
 
 log = logging.getLogger(__name__)
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: detector, artifacts and verdict sections
 
 
 def _sha256(path: Path) -> str:
@@ -111,4 +111,22 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
             report = verify_file(path, trust, manifest_bytes=stored[0].read())
     c2pa = report.to_dict()
     file_facts = {"sha256": _sha256(path), **{k: v for k, v in info.to_dict().items() if k != "path"}}
-    return {"version": REPORT_VERSION, "file": file_facts, "c2pa": c2pa, "watermark": mark.to_dict()}
+    out = {"version": REPORT_VERSION, "file": file_facts, "c2pa": c2pa, "watermark": mark.to_dict()}
+    _add_detector(settings, path, out)
+    return out
+
+
+def _add_detector(settings: Settings, path: Path, report: dict[str, Any]) -> None:
+    """The AI-origin detector's sections (``detector``, ``artifacts``) and the ``verdict`` that
+    weighs all evidence; a clear note instead when it is switched off or not installed."""
+    if not settings.verify_detector:
+        report["detector"] = {"state": "disabled", "message": "the detector is switched off (verify_detector)"}
+        return
+    try:
+        from detector import analyse_file, verdict
+    except ImportError as exc:
+        report["detector"] = {"state": "unavailable", "message": f"the AI-origin detector is not installed ({exc})"}
+        return
+    analysis = analyse_file(path, settings.media_limits)  # the model loads once per process
+    report.update(analysis.to_dict())
+    report["verdict"] = verdict(report, analysis.detector, analysis.signals).to_dict()

@@ -1,0 +1,292 @@
+"""Detector: factory, residual known answers, calibration, verdict rules, training and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detector import DETECTOR_MODELS, build_model, config_for, load_checkpoint, residual, save_checkpoint
+from detector.augment import AugmentConfig, augment
+from detector.calibration import (
+    Calibration,
+    calibrate,
+    fit_isotonic,
+    fit_temperature,
+    reliability,
+    threshold_at_fpr,
+    write_reliability_plot,
+)
+from detector.sampling import grid_positions, plan_frames
+from detector.signals import Signal
+from detector.train import train_detector
+from detector.verdict import LABELS, verdict
+from media import write_image
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One CPU thread: on a shared 2-core machine two OpenMP threads made these tests ~8x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+# --- model factory ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DETECTOR_MODELS))
+def test_every_registered_model_builds_and_runs_tiny(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(config_for(name, crop=32, frames=2, crops_per_frame=2), device="cpu").eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 2, 2, 3, 32, 32))
+    assert out.clip_logits.shape == (1,) and out.frame_logits.shape == (1, 2) and out.crop_logits.shape == (1, 2, 2)
+    assert out.patch_logits.shape[:3] == (1, 2, 2) and out.attention.shape == (1, 2)
+    assert torch.isfinite(out.clip_logits).all() and torch.isfinite(out.patch_logits).all()
+    assert torch.allclose(out.attention.sum(dim=1), torch.ones(1))
+
+
+def test_unknown_model_and_bad_input_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown detector model"):
+        config_for("resnet9000")
+    with pytest.raises(ValueError, match="input mode"):
+        config_for("mnv3s-050", input="rgb")
+    model = build_model(config_for("mnv3s-050", crop=32), device="cpu")
+    with pytest.raises(ValueError, match="expected crops"):
+        model(torch.rand(2, 3, 32, 32))
+
+
+def test_rgb_variant_takes_six_channels() -> None:
+    cfg = config_for("mnv3s-050-rgb", crop=32)
+    assert cfg.in_chans == 6
+    z = build_model(cfg, device="cpu").input(torch.rand(2, 3, 32, 32))
+    assert z.shape == (2, 6, 32, 32)
+
+
+def test_checkpoint_round_trip_keeps_config_and_calibration(tmp_path: Path) -> None:
+    model = build_model(config_for("lcnet-035", crop=32), device="cpu").eval()
+    cal = Calibration(threshold_logit=0.7, target_fpr=0.01, n_real=100, temperature=1.5)
+    path = save_checkpoint(tmp_path / "d.safetensors", model, model_id="t1", calibration=cal, meta={"k": 1})
+    loaded = load_checkpoint(path)
+    assert loaded.config == model.cfg and loaded.model_id == "t1" and loaded.meta == {"k": 1}
+    assert loaded.calibration.threshold_logit == 0.7 and loaded.calibration.temperature == 1.5
+    x = torch.rand(1, 1, 2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x).clip_logits, loaded.model(x).clip_logits)
+
+
+# --- residual known answers -------------------------------------------------------------------
+
+
+def test_residual_known_values() -> None:
+    x = torch.tensor([[1.0, 2.0, 5.0, 5.0], [3.0, 4.0, 5.0, 5.0]])
+    expected = torch.tensor([[-1.5, -0.5, 0.0, 0.0], [0.5, 1.5, 0.0, 0.0]])
+    assert torch.equal(residual(x), expected)
+
+
+def test_residual_of_nearest_upsampled_image_is_zero_and_crops_odd_sizes() -> None:
+    small = torch.rand(2, 3, 5, 7)
+    up = small.repeat_interleave(2, -2).repeat_interleave(2, -1)  # (2, 3, 10, 14)
+    assert torch.count_nonzero(residual(up)) == 0
+    odd = torch.arange(35.0).view(5, 7)
+    r = residual(odd)
+    assert r.shape == (4, 6)
+    # Rows step by 7 and columns by 1: each 2x2 block is mean +- (3.5 + 0.5) on its corners.
+    assert torch.equal(r[:2, :2], torch.tensor([[-4.0, -3.0], [3.0, 4.0]]))
+    assert torch.equal(residual(torch.rand(3, 4, 4), factor=4).sum(dim=(-2, -1)).round(decimals=5), torch.zeros(3))
+
+
+def test_residual_rejects_bad_factor_and_tiny_input() -> None:
+    with pytest.raises(ValueError):
+        residual(torch.zeros(4, 4), factor=1)
+    with pytest.raises(ValueError):
+        residual(torch.zeros(1, 1))
+
+
+# --- sampling and augmentation ----------------------------------------------------------------
+
+
+def test_frame_plan_and_crop_grid() -> None:
+    plan = plan_frames(250, 8)
+    assert plan.model[0] == 0 and plan.model[-1] == 249 and len(plan.model) == 8
+    assert all(w == tuple(range(w[0], w[0] + 5)) for w in plan.windows) and len(plan.windows) == 4
+    assert plan_frames(1, 8).model == (0,) and plan_frames(1, 8).windows == ()
+    positions, rows, cols = grid_positions(720, 1280, 64, 16)
+    assert rows * cols <= 16 and len(positions) == rows * cols and positions[-1] == (656, 1216)
+    assert grid_positions(40, 40, 64, 16) == ([], 0, 0)
+
+
+def test_augment_keeps_uint8_rgb_and_is_seeded() -> None:
+    img = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    cfg = AugmentConfig(p_resize=1, p_blur=1, p_noise=1, p_compress=1, p_real_codec=0)
+    a, b = augment(img, np.random.default_rng(3), cfg), augment(img, np.random.default_rng(3), cfg)
+    assert a.dtype == np.uint8 and a.ndim == 3 and np.array_equal(a, b) and a.shape[0] < 80
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+
+def test_threshold_keeps_stated_fpr_on_held_out_reals() -> None:
+    rng = np.random.default_rng(0)
+    calibration_reals, held_out_reals = rng.normal(0, 1, 3000), rng.normal(0, 1, 50000)
+    t = threshold_at_fpr(calibration_reals, 0.01)
+    assert np.mean(calibration_reals > t) <= 0.01
+    assert np.mean(held_out_reals > t) <= 0.015  # 0.01 plus sampling error of a 3000-sample quantile
+    assert threshold_at_fpr(np.array([0.1, 0.5, 0.2]), 0.01) == 0.5  # too few reals: the maximum
+
+
+def test_temperature_and_isotonic_calibration(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    true_logit = rng.normal(0, 2, 4000)
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    overconfident = true_logit * 3
+    assert fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.15)
+    xs, ys = fit_isotonic(overconfident, labels)
+    assert all(a <= b for a, b in zip(ys, ys[1:], strict=False)) and len(xs) == len(ys)
+    for method in ("temperature", "isotonic"):
+        cal = calibrate(overconfident[labels == 0], overconfident, labels, target_fpr=0.05, method=method)
+        table = reliability(cal.probability(overconfident), labels)
+        assert table["ece"] < 0.05, method
+        assert Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    write_reliability_plot(tmp_path / "rel.png", table, title="test")
+    assert cv2.imread(str(tmp_path / "rel.png")).shape[0] > 400
+
+
+# --- verdict rules ---------------------------------------------------------------------------
+
+
+class Det:
+    def __init__(self, p: float | None, flagged: bool, in_scope: bool = True) -> None:
+        self.probability, self.flagged, self.in_scope = p, flagged, in_scope
+        self.scope_reasons = [] if in_scope else ["too small: 48x48 is under one 64px crop"]
+        self.threshold_probability, self.target_fpr, self.model_id = 0.6, 0.01, "m"
+
+
+def sig(flagged: bool, name: str = "temporal_flicker") -> Signal:
+    return Signal(name, 2.0 if flagged else 0.1, 1.0, flagged, "x", "doc")
+
+
+AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+NONE = {"c2pa": {"state": "absent", "recovered": False, "signature_valid": None}, "watermark": {"present": False}}
+SIGNED_AI = {"c2pa": {"state": "trusted", "recovered": False, "signature_valid": True, "digital_source_type": AI,
+                      "signer": {"organization": "veriframe"}}, "watermark": {"present": True, "payload": "ab"}}
+RECOVERED_AI = {"c2pa": {"state": "invalid", "recovered": True, "signature_valid": True, "altered_since_signing": True,
+                         "actions": [{"digital_source_type": AI}]}, "watermark": {"present": True, "payload": "ab"}}
+UNTRUSTED_AI = {"c2pa": {"state": "valid", "recovered": False, "signature_valid": True, "digital_source_type": AI},
+                "watermark": {"present": False}}
+SIGNED_CAPTURE = {"c2pa": {"state": "trusted", "recovered": False, "signature_valid": True,
+                           "digital_source_type": CAPTURE}, "watermark": {"present": False}}
+MARK_ONLY = {"c2pa": {"state": "absent", "recovered": False}, "watermark": {"present": True, "payload": "ab"}}
+
+CASES = [
+    # (report, detector, signals, expected label)
+    (SIGNED_AI, Det(0.1, False), [], "ai_generated_signed"),  # provenance outranks the detector
+    (RECOVERED_AI, Det(0.1, False), [sig(False)], "ai_generated_watermarked"),
+    (RECOVERED_AI, None, [], "ai_generated_watermarked"),
+    (NONE, Det(0.9, True), [sig(False)], "likely_ai_generated"),
+    (NONE, Det(0.9, True), [sig(True)], "likely_ai_generated"),
+    (NONE, Det(0.1, False), [sig(False)], "no_evidence_of_ai"),
+    (NONE, Det(0.1, False), [sig(True)], "uncertain"),  # detector and signals disagree
+    (NONE, Det(None, False, in_scope=False), [], "uncertain"),  # out of scope
+    (NONE, None, [sig(True)], "uncertain"),  # no detector: signals alone never decide
+    (SIGNED_CAPTURE, Det(0.9, True), [], "uncertain"),  # signed capture vs detector
+    (SIGNED_CAPTURE, Det(0.1, False), [], "no_evidence_of_ai"),  # never "authentic"
+    (UNTRUSTED_AI, Det(0.9, True), [], "likely_ai_generated"),
+    (UNTRUSTED_AI, Det(0.1, False), [], "uncertain"),
+    (UNTRUSTED_AI, None, [], "likely_ai_generated"),
+    (MARK_ONLY, Det(0.1, False), [], "no_evidence_of_ai"),
+]
+
+
+@pytest.mark.parametrize(("report", "det", "signals", "expected"), CASES)
+def test_verdict_rules(report: dict, det: Det | None, signals: list[Signal], expected: str) -> None:
+    v = verdict(report, det, signals)
+    assert v.label == expected and v.label in LABELS
+    assert v.reasons and all(isinstance(r, str) and r for r in v.reasons)
+    assert v.to_dict()["version"] == 1
+
+
+def test_no_evidence_verdict_says_it_is_not_proof() -> None:
+    v = verdict(NONE, Det(0.05, False), [sig(False)])
+    assert "not proof" in v.reasons[-1]
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def _tiny_dataset(root: Path) -> Path:
+    """Real: seeded textures; AI: the same textures, area-downscaled and upsampled (content-matched)."""
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (72, 72, 3), dtype=np.uint8), (0, 0), 0.7)
+        ai = cv2.resize(cv2.resize(img, (36, 36), interpolation=cv2.INTER_AREA), (72, 72),
+                        interpolation=cv2.INTER_NEAREST)
+        for label, name, arr in ((0, "real", img), (1, "ai", ai)):
+            split = "val" if i >= 4 else "train"
+            (root / name).mkdir(parents=True, exist_ok=True)
+            write_image(root / name / f"{i}.png", arr)
+            with (root / "kit.csv").open("a") as fh:
+                if fh.tell() == 0:
+                    fh.write("path,label,source,family,split,group\n")
+                fh.write(f"{name}/{i}.png,{label},{name},{'up' if label else 'real'},{split},{i}\n")
+    return root
+
+
+def test_a_few_training_steps_reduce_loss_and_resume(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path / "data")
+    cfg = config_for("mnv3s-050", crop=32, crops_per_frame=4)
+    off = AugmentConfig(p_resize=0, p_blur=0, p_noise=0, p_compress=0)
+    summary = train_detector(data, tmp_path / "run", config=cfg, steps=24, batch_size=8, lr=3e-3,
+                             augment_cfg=off, checkpoint_every=12)
+    losses = [loss for _, loss in load_checkpoint(tmp_path / "run" / "last.safetensors").meta["history"]]
+    assert np.mean(losses[-6:]) < np.mean(losses[:6])
+    assert summary["calibration"] is not None and summary["steps_done"] == 24
+    assert load_checkpoint(tmp_path / "run" / "detector.safetensors").calibration.n_real == 6  # 2 reals x 3 variants
+    resumed = train_detector(data, tmp_path / "run", config=cfg, steps=26, batch_size=4, augment_cfg=off,
+                             resume=True)
+    assert resumed["steps_done"] == 26
+
+
+# --- analyse_file end to end (random tiny model: checks plumbing, not accuracy) --------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = build_model(config_for("mnv3s-050", crop=32, frames=3, crops_per_frame=4), device="cpu").eval()
+    cal = Calibration(threshold_logit=0.0, target_fpr=0.01, n_real=10)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model, model_id="tiny",
+                           calibration=cal)
+
+
+def test_analyse_file_gives_frames_clip_heatmap_and_a_verdict(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from detector import analyse_file
+    from media.synthetic import make_test_clip
+
+    clip = make_test_clip(tmp_path / "c.mp4", width=160, height=96, frames=12, pattern="moving")
+    report = analyse_file(clip, model=tiny_checkpoint)
+    det = report.detector
+    assert det.in_scope and det.model_id == "tiny" and 0.0 <= det.probability <= 1.0
+    assert [f["index"] for f in det.frames] == [0, 6, 11] and 1 <= det.crops_per_frame <= 4
+    assert pytest.approx(sum(f["attention"] for f in det.frames), abs=1e-3) == 1.0
+    assert len(det.heatmap) >= 1 and all(len(row) == len(det.heatmap[0]) for row in det.heatmap)
+    out = json.loads(json.dumps(report.to_dict()))  # the report section is plain JSON
+    assert out["detector"]["probability"] == det.probability and len(out["artifacts"]) == 4
+    full = {"c2pa": {"state": "absent"}, "watermark": {"present": False}, **out}
+    assert verdict(full, det, report.signals).label in LABELS
+
+
+def test_analyse_file_marks_tiny_input_out_of_scope(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from detector import analyse_file
+    from media.synthetic import make_test_clip
+
+    clip = make_test_clip(tmp_path / "s.mp4", width=24, height=24, frames=4, pattern="noise")
+    det = analyse_file(clip, model=tiny_checkpoint).detector
+    assert not det.in_scope and "too small" in det.scope_reasons[0]
+    assert verdict({"c2pa": {}, "watermark": {}}, det, []).label == "uncertain"
