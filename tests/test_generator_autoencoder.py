@@ -9,13 +9,7 @@ import torch
 
 from generator.autoencoder import AE_models, AutoencoderConfig, VideoAutoencoder, autoencoder_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_ae(**overrides) -> VideoAutoencoder:

@@ -24,13 +24,7 @@ from generator.errors import CheckpointError, CheckpointMismatchError, Generator
 from generator.generate import VideoGenerator
 from media import VideoWriter, probe, read_frames, write_image
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_parts() -> tuple[VideoAutoencoder, VideoDiT]:

@@ -9,23 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from web_helpers import WebEnv, make_env
+from web_helpers import WebEnv
 
 API = "/api/v1"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> WebEnv:
-    env = make_env(tmp_path_factory.mktemp("web-api"))
-    yield env
-    env.pipeline.runtime.close()
-
-
-@pytest.fixture
-def client(env: WebEnv):
-    env.pipeline.inline = False
-    return env.app().test_client()
 
 
 def assert_problem(response, status: int) -> dict:

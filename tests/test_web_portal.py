@@ -8,20 +8,7 @@ import json
 import re
 
 import pytest
-from web_helpers import WebEnv, make_env
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> WebEnv:
-    env = make_env(tmp_path_factory.mktemp("web-portal"))
-    yield env
-    env.pipeline.runtime.close()
-
-
-@pytest.fixture
-def client(env: WebEnv):
-    env.pipeline.inline = False
-    return env.app().test_client()
+from web_helpers import WebEnv
 
 
 def token(client, page: str = "/verify") -> str:
