@@ -182,3 +182,9 @@ def test_verify_async_queues_a_job(tmp_path: Path) -> None:
     shown = run(tmp_path, "jobs", "show", job_id)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["state"] == "queued"
+
+
+def test_train_detector_on_an_empty_folder_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "real/" in r.stderr and len(r.stderr.strip().splitlines()) == 1
