@@ -261,7 +261,8 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
 
 @cli.command()
 @click.argument("prompt")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output MP4.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output MP4 (required with --local; with a queued job, where to download it).")
 @click.option("--width", type=click.IntRange(16, 4096), default=None, help="Width (default: the model's).")
 @click.option("--height", type=click.IntRange(16, 4096), default=None, help="Height (default: the model's).")
 @click.option("--seconds", type=click.FloatRange(0.04, 600), default=None, help="Length in seconds.")
@@ -278,19 +279,34 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Checkpoint folder (default: weights/generator-<config>).")
 @click.option("--include-prompt", is_flag=True, help="Record the prompt text in the Content Credentials.")
-@click.option("--raw", is_flag=True, help="Write the raw clip: no watermark, no Content Credentials.")
+@click.option("--local", is_flag=True, help="Generate in this process instead of queueing a job for the workers.")
+@click.option("--no-wait", is_flag=True, help="Queue the job, print its id and return at once.")
+@click.option("--raw", is_flag=True, help="With --local: write the raw clip, no watermark or Content Credentials.")
 @click.pass_context
-def generate(ctx: click.Context, prompt: str, output: Path, include_prompt: bool, raw: bool, **options) -> None:
-    """Generate a clip here (no queue), then watermark and sign it; `jobs generate` queues instead."""
+def generate(ctx: click.Context, prompt: str, output: Path | None, include_prompt: bool, local: bool, no_wait: bool,
+             raw: bool, **options) -> None:
+    """Generate a clip -> watermark -> sign: as a job on the workers (followed with a progress bar), or --local."""
     import tempfile
 
     from tqdm import tqdm
 
-    from generator.cli import generate_to_file
-
     settings = _settings(ctx)
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
+    if not local:
+        local_only = [name for name in ("image", "extend", "config", "checkpoint") if options[name] is not None]
+        if local_only or raw:
+            flags = ", ".join("--" + n for n in local_only + (["raw"] if raw else []))
+            raise click.BadParameter(f"{flags} need --local (jobs take the workers' model)", param_hint="--local")
+        from pipeline.cli import submit_and_follow
+
+        queued = {k: v for k, v in options.items() if k not in ("image", "extend", "config", "checkpoint")}
+        submit_and_follow(ctx, lambda p: p.submit_generate(prompt, include_prompt=include_prompt, **queued),
+                          wait=not no_wait, download=output)
+        return
+    if output is None:
+        raise click.BadParameter("--local needs -o OUTPUT", param_hint="-o")
+    from generator.cli import generate_to_file
     if options["seed"] is None:
         options["seed"] = secrets.randbelow(2**31)
     output.parent.mkdir(parents=True, exist_ok=True)

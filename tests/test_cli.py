@@ -188,3 +188,15 @@ def test_train_detector_on_an_empty_folder_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
     assert r.returncode == 2 and "real/" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_generate_queues_by_default_and_checks_local_only_options(tmp_path: Path) -> None:
+    r = run(tmp_path, "generate", "a red circle moving right", "--no-wait")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(run(tmp_path, "jobs", "show", r.stdout.strip()).stdout)
+    assert shown["kind"] == "generate" and shown["state"] == "queued"
+    bad = run(tmp_path, "generate", "x", "--config", "tiny")
+    assert bad.returncode == 2 and "--local" in bad.stderr
+    none = run(tmp_path, "generate", "x", "--local", "-o", str(tmp_path / "o.mp4"), "--checkpoint", str(tmp_path))
+    assert none.returncode == 2 and len(none.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()
