@@ -329,7 +329,9 @@ def _stored(runtime: Runtime, path: Path) -> dict:
 
 @pytest.mark.slow
 def test_sign_then_verify_then_recover_through_the_watermark(runtime: Runtime, tmp_path: Path) -> None:
-    clip = make_test_clip(tmp_path / "clip.mp4", width=160, height=120, frames=12, pattern="noise")
+    # 320x180: at 160x120 the mark's score after the re-encode sits 1-3 points over the threshold
+    # and a random payload can land under it (measured); the size keeps the test about the pipeline
+    clip = make_test_clip(tmp_path / "clip.mp4", width=320, height=180, frames=16, pattern="noise")
     ctx = _ctx(runtime, "job-sign", {"input": _stored(runtime, clip), "filename": "clip.mp4", "source": "capture",
                                      "title": "Harbour"}, tmp_path / "s1")
     signed = sign_work(ctx)

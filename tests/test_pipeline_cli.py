@@ -39,7 +39,7 @@ def test_submit_list_show_cancel_without_a_worker(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sign_and_verify_through_a_worker(tmp_path: Path) -> None:
     inst = make_instance(tmp_path, **FAST_JOBS)
-    clip = make_test_clip(tmp_path / "clip.mp4", width=160, height=120, frames=12, pattern="noise")
+    clip = make_test_clip(tmp_path / "clip.mp4", width=320, height=180, frames=16, pattern="noise")
     worker = WorkerProcess(inst, queues="default").start()
     try:
         signed = tmp_path / "signed.mp4"
