@@ -52,13 +52,6 @@ def _settings(ctx: click.Context):
     return obj["settings"]
 
 
-def _keyring(settings):
-    from provenance.watermark import Keyring
-    from settings import read_secrets
-
-    return Keyring.from_secrets(read_secrets(settings))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Instance directory (default ./instance or $VERIFRAME_INSTANCE).")
@@ -99,19 +92,13 @@ def watermark_embed(ctx: click.Context, src: Path, dst: Path, payload: str, crf:
                     preset: str | None) -> None:
     """Copy SRC to DST (MP4, or PNG/JPEG for a still) with the watermark embedded."""
     from provenance.watermark import parse_payload_hex
-    from provenance.watermark.video import config_from_settings, embed_file
+    from provenance.watermark.video import embed_for_instance
 
     settings = _settings(ctx)
     data = parse_payload_hex(payload)
     if not src.is_file():
         raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
-    embed_file(
-        src, dst, data, _keyring(settings),
-        cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
-        limits=settings.media_limits,
-        crf=settings.encode_crf if crf is None else crf,
-        preset=preset or settings.encode_preset,
-    )
+    embed_for_instance(settings, src, dst, data, crf=crf, preset=preset)
     click.echo(f"wrote {dst}")
 
 
@@ -122,17 +109,12 @@ def watermark_embed(ctx: click.Context, src: Path, dst: Path, payload: str, crf:
 @click.pass_context
 def watermark_detect(ctx: click.Context, src: Path, as_json: bool, frames: int | None) -> None:
     """Look for the watermark in SRC with every key of the instance's keyring."""
-    from provenance.watermark.video import config_from_settings, detect_file
+    from provenance.watermark.video import detect_for_instance
 
     settings = _settings(ctx)
     if not src.is_file():
         raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
-    result = detect_file(
-        src, _keyring(settings),
-        cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
-        limits=settings.media_limits,
-        frames=frames or settings.watermark_detect_frames,
-    )
+    result = detect_for_instance(settings, src, frames=frames)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif result.present:
@@ -149,7 +131,9 @@ def watermark_rotate_key(ctx: click.Context) -> None:
     from settings import write_private
 
     settings = _settings(ctx)
-    ring = _keyring(settings).rotated(secrets.token_bytes(32))
+    from provenance.watermark.video import keyring_from_settings
+
+    ring = keyring_from_settings(settings).rotated(secrets.token_bytes(32))
     write_private(settings.secrets_path, ring.to_toml())
     click.echo(f"active watermark key id is now {ring.active_id} ({len(ring.keys)} keys accepted)")
 

@@ -102,14 +102,10 @@ def verify(path: Path, settings: Settings) -> dict[str, Any]:
 
 def _watermark_only(path: Path, settings: Settings) -> dict[str, Any]:
     from media import probe
-    from provenance.watermark import Keyring
-    from provenance.watermark.video import config_from_settings, detect_file
-    from settings import read_secrets
+    from provenance.watermark.video import detect_for_instance
     from storage import sha256_file
 
     info = probe(path, settings.media_limits)
-    mark = detect_file(path, Keyring.from_secrets(read_secrets(settings)),
-                       cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
-                       limits=settings.media_limits, frames=settings.watermark_detect_frames)
+    mark = detect_for_instance(settings, path)
     facts = {"sha256": sha256_file(path).sha256, **{k: v for k, v in info.to_dict().items() if k != "path"}}
     return {"version": 1, "file": facts, "c2pa": dict(UNAVAILABLE), "watermark": mark.to_dict()}

@@ -18,8 +18,6 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from settings import Settings
-
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -28,11 +26,6 @@ _PG_MIGRATION_LOCK = 0x76657269  # "veri"
 SQLITE_BUSY_TIMEOUT_S = 30
 # The newest migration in pipeline/migrations/versions (a test keeps the two in step).
 SCHEMA_REVISION = "0001"
-
-
-def database_url(settings: Settings) -> str:
-    """The SQLAlchemy URL of the job database (see ``Settings.sqlalchemy_url``)."""
-    return settings.sqlalchemy_url
 
 
 def create_db_engine(url: str) -> Engine:

@@ -34,7 +34,7 @@ class Runtime:
 
     @property
     def database_url(self) -> str:
-        return db.database_url(self.settings)
+        return self.settings.sqlalchemy_url
 
     def _check_process(self) -> None:
         if self._pid != os.getpid():

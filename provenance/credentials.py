@@ -9,7 +9,6 @@ when the manifest is gone but the mark decodes, validates the stored manifest ag
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import tempfile
@@ -18,27 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from media import probe
-from settings import Settings, read_secrets
+from settings import Settings
+from storage import sha256_file
 
 from .c2pa import TrustConfig, local_signer, sign_file, verify_file
 from .manifest_store import ManifestStore
-from .watermark import ALGORITHM, Keyring
-from .watermark.video import config_from_settings, detect_file, embed_file
+from .watermark import ALGORITHM
+from .watermark.video import detect_for_instance, embed_for_instance
 
 log = logging.getLogger(__name__)
 REPORT_VERSION = 2  # 2: detector, artifacts and verdict sections
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def keyring(settings: Settings) -> Keyring:
-    return Keyring.from_secrets(read_secrets(settings))
 
 
 def trust_config(settings: Settings, extra_anchors: tuple[Path, ...] = (),
@@ -71,9 +59,7 @@ def issue_credentials(settings: Settings, src: Path, dst: Path, *, source: str, 
         signed_input = src
         if payload is not None:
             signed_input = Path(tmp) / f"marked{dst.suffix}"
-            embed_file(src, signed_input, payload, keyring(settings),
-                       cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
-                       limits=settings.media_limits, crf=settings.encode_crf, preset=settings.encode_preset)
+            embed_for_instance(settings, src, signed_input, payload)
         else:
             probe(src, settings.media_limits)
         result = sign_file(
@@ -98,9 +84,7 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
     info = probe(path, settings.media_limits)
     trust = trust_config(settings, extra_anchors, allowed_ekus)
     report = verify_file(path, trust)
-    mark = detect_file(path, keyring(settings),
-                       cfg=config_from_settings(settings.watermark_psnr_db, settings.watermark_p_threshold),
-                       limits=settings.media_limits, frames=settings.watermark_detect_frames)
+    mark = detect_for_instance(settings, path)
     if report.state == "absent" and mark.present and mark.payload:
         store = ManifestStore(settings)
         try:
@@ -110,7 +94,7 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
         if stored:
             report = verify_file(path, trust, manifest_bytes=stored[0].read())
     c2pa = report.to_dict()
-    file_facts = {"sha256": _sha256(path), **{k: v for k, v in info.to_dict().items() if k != "path"}}
+    file_facts = {"sha256": sha256_file(path).sha256, **{k: v for k, v in info.to_dict().items() if k != "path"}}
     out = {"version": REPORT_VERSION, "file": file_facts, "c2pa": c2pa, "watermark": mark.to_dict()}
     _add_detector(settings, path, out)
     return out

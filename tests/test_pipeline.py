@@ -24,7 +24,6 @@ from pipeline.db import (
     SCHEMA_REVISION,
     create_db_engine,
     current_revision,
-    database_url,
     head_revision,
     session_factory,
     upgrade,
@@ -55,10 +54,10 @@ from storage import LocalStore, S3Store, blob_key
 
 def test_service_urls_default_to_the_instance_and_accept_conventional_variables(tmp_path: Path) -> None:
     s = load_settings(tmp_path, env={})
-    assert database_url(s) == f"sqlite:///{(tmp_path / 'veriframe.db').resolve()}"
+    assert s.sqlalchemy_url == f"sqlite:///{(tmp_path / 'veriframe.db').resolve()}"
     assert broker_url(s) == f"sqla+sqlite:///{(tmp_path / 'broker.db').resolve()}" and is_embedded(s)
     s = load_settings(tmp_path, env={"DATABASE_URL": "postgresql://u@db/vf", "CELERY_BROKER_URL": "redis://r:6379/0"})
-    assert database_url(s) == "postgresql+psycopg://u@db/vf"
+    assert s.sqlalchemy_url == "postgresql+psycopg://u@db/vf"
     assert broker_url(s) == "redis://r:6379/0" and not is_embedded(s)
     s = load_settings(tmp_path, env={"CELERY_BROKER_URL": "redis://a", "VERIFRAME_BROKER_URL": "amqp://b"})
     assert s.broker_url == "amqp://b"  # our own variable wins over the alias
@@ -105,7 +104,7 @@ def test_migrations_build_the_models_schema_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_migrations_and_claims_on_postgresql() -> None:
     with postgres_database() as url:
-        engine = create_db_engine(database_url(load_settings(Path("."), env={"DATABASE_URL": url})))
+        engine = create_db_engine(load_settings(Path("."), env={"DATABASE_URL": url}).sqlalchemy_url)
         try:
             threads = [threading.Thread(target=upgrade, args=(engine,)) for _ in range(3)]
             for t in threads:

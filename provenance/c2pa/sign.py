@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from storage import sha256_file
+
 from . import _sdk
 from .errors import AssetNotFoundError, ProvenanceError, SigningError, UnsupportedFormatError
 from .formats import MediaFormat, sniff
@@ -208,11 +210,6 @@ def _carries_manifest(path: Path, fmt: MediaFormat) -> bool:
     return outcome.kind == "store"
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 class _HashingSink(io.RawIOBase):
     """The destination file, hashed as c2pa writes it, which saves reading the output again.
 
@@ -262,7 +259,7 @@ class _HashingSink(io.RawIOBase):
         self._f.flush()
         if self._sequential and self._hashed == os.fstat(self._f.fileno()).st_size:
             return self._hash.hexdigest()
-        return _sha256(path)
+        return sha256_file(path).sha256
 
 
 def _temp_beside(path: Path) -> Path:

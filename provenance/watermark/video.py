@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from media import MediaLimits, iter_frames, transcode
+from settings import Settings, read_secrets
 
 from .core import DetectionResult, Embedder, WatermarkConfig, detect_frames
 from .keys import Keyring
@@ -62,5 +63,24 @@ def detect_file(
     return detect_frames(lumas, keyring, cfg)
 
 
-def config_from_settings(psnr_db: float, p_threshold: float) -> WatermarkConfig:
-    return replace(WatermarkConfig(), psnr_db=psnr_db, p_threshold=p_threshold)
+def config_from_settings(settings: Settings) -> WatermarkConfig:
+    return replace(WatermarkConfig(), psnr_db=settings.watermark_psnr_db, p_threshold=settings.watermark_p_threshold)
+
+
+def keyring_from_settings(settings: Settings) -> Keyring:
+    """The instance's watermark keyring (its secrets file is created on first use)."""
+    return Keyring.from_secrets(read_secrets(settings))
+
+
+def embed_for_instance(settings: Settings, src: str | Path, dst: str | Path, data: bytes, *,
+                       crf: int | None = None, preset: str | None = None) -> None:
+    """:func:`embed_file` with the instance's active key, strength, limits and encoder settings."""
+    embed_file(src, dst, data, keyring_from_settings(settings), cfg=config_from_settings(settings),
+               limits=settings.media_limits, crf=settings.encode_crf if crf is None else crf,
+               preset=preset or settings.encode_preset)
+
+
+def detect_for_instance(settings: Settings, path: str | Path, *, frames: int | None = None) -> DetectionResult:
+    """:func:`detect_file` with every key of the instance, its threshold, limits and frame budget."""
+    return detect_file(path, keyring_from_settings(settings), cfg=config_from_settings(settings),
+                       limits=settings.media_limits, frames=frames or settings.watermark_detect_frames)
