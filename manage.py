@@ -15,6 +15,9 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli import COMMANDS as _PIPELINE_COMMANDS
+from pipeline.cli import generation_options
+
 EXIT_BAD_INPUT = 2
 
 
@@ -247,14 +250,7 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
 @click.argument("prompt")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output MP4 (required with --local; with a queued job, where to download it).")
-@click.option("--width", type=click.IntRange(16, 4096), default=None, help="Width (default: the model's).")
-@click.option("--height", type=click.IntRange(16, 4096), default=None, help="Height (default: the model's).")
-@click.option("--seconds", type=click.FloatRange(0.04, 600), default=None, help="Length in seconds.")
-@click.option("--fps", type=click.FloatRange(1, 120), default=None, help="Frame rate.")
-@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="Sampling steps.")
-@click.option("--cfg", type=float, default=None, help="Classifier-free guidance scale.")
-@click.option("--seed", type=int, default=None, help="Seed (same seed, same machine: same video).")
-@click.option("--negative", default=None, help="Negative prompt.")
+@generation_options
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="First frame (image-to-video).")
 @click.option("--extend", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -262,7 +258,6 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
 @click.option("--config", default=None, help="Model size preset (tiny, S, B, L, XL).")
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Checkpoint folder (default: weights/generator-<config>).")
-@click.option("--include-prompt", is_flag=True, help="Record the prompt text in the Content Credentials.")
 @click.option("--local", is_flag=True, help="Generate in this process instead of queueing a job for the workers.")
 @click.option("--no-wait", is_flag=True, help="Queue the job, print its id and return at once.")
 @click.option("--raw", is_flag=True, help="With --local: write the raw clip, no watermark or Content Credentials.")
@@ -443,7 +438,6 @@ def apikeys_revoke(ctx: click.Context, key_id: str) -> None:
 
 
 # The pipeline's commands: worker, jobs list|show|cancel|verify|sign|generate|requeue, db upgrade|current.
-from pipeline.cli import COMMANDS as _PIPELINE_COMMANDS  # noqa: E402
 
 for _command in _PIPELINE_COMMANDS:
     cli.add_command(_command)

@@ -329,18 +329,28 @@ def jobs_sign(ctx: click.Context, src: Path, dst: Path | None, source: str, titl
     )
 
 
+def generation_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The sampling options shared by `generate` and `jobs generate` (None: the model's default)."""
+    options = [
+        click.option("--width", type=click.IntRange(16, 4096), default=None, help="Width (default: the model's)."),
+        click.option("--height", type=click.IntRange(16, 4096), default=None, help="Height (default: the model's)."),
+        click.option("--seconds", type=click.FloatRange(0.04, 600), default=None, help="Length in seconds."),
+        click.option("--fps", type=click.FloatRange(1, 120), default=None, help="Frame rate."),
+        click.option("--steps", type=click.IntRange(1, 1000), default=None, help="Sampling steps."),
+        click.option("--cfg", type=float, default=None, help="Classifier-free guidance scale."),
+        click.option("--seed", type=int, default=None, help="Seed (same seed, same machine: same video)."),
+        click.option("--negative", default=None, help="Negative prompt."),
+        click.option("--include-prompt", is_flag=True, help="Record the prompt text in the Content Credentials."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @jobs_group.command("generate")
 @click.argument("prompt")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--width", type=click.IntRange(16, 4096), default=None)
-@click.option("--height", type=click.IntRange(16, 4096), default=None)
-@click.option("--seconds", type=click.FloatRange(0.04, 600), default=None)
-@click.option("--fps", type=click.FloatRange(1, 120), default=None)
-@click.option("--steps", type=click.IntRange(1, 1000), default=None)
-@click.option("--cfg", type=float, default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--negative", default=None)
-@click.option("--include-prompt", is_flag=True, help="Write the prompt text into the manifest.")
+@generation_options
 @_wait_options
 @click.pass_context
 def jobs_generate(ctx: click.Context, prompt: str, output: Path | None, include_prompt: bool, no_wait: bool,
