@@ -11,6 +11,7 @@ is loaded once per worker process).
 
 from __future__ import annotations
 
+import fcntl
 from typing import Any
 
 from celery import Celery
@@ -100,7 +101,28 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app = Celery("veriframe", include=["pipeline.tasks"], set_as_current=False)
     app.conf.update(celery_config(settings))
     app.veriframe_runtime = Runtime(settings)  # type: ignore[attr-defined]
+    if is_embedded(settings):
+        prepare_embedded_broker(app, settings)
     return app
+
+
+def prepare_embedded_broker(app: Celery, settings: Settings) -> None:
+    """Create the SQL transport's tables and queue rows once, under an inter-process lock.
+
+    kombu creates them lazily and guards that with a lock that only holds within one process, so a
+    worker starting while a client sends its first job could both insert the queue's row and one
+    fail on the unique name (or both run CREATE TABLE). Declaring every queue up front, serialised
+    by an flock beside the database, leaves kombu nothing to create concurrently. Idempotent."""
+    settings.instance.mkdir(parents=True, exist_ok=True)
+    with open(settings.instance / "broker.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with app.connection_for_write() as conn:
+                channel = conn.default_channel
+                for queue in QUEUES:
+                    channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def runtime_of(app: Celery) -> Runtime:

@@ -479,3 +479,31 @@ def test_pipeline_reads_reports_and_artifacts_of_its_owner_only(runtime: Runtime
     assert [j.id for j in pipeline.list_jobs(owner="key-1")] == [job.id] and pipeline.list_jobs(owner="x") == []
     assert set(jobs.JobView.of(runtime.sessions().get(Job, job.id)).to_dict()) >= {"state", "stage", "percent"}
     assert JobState.SUCCEEDED == pipeline.get(job.id).state
+
+
+def _start_and_send(inst: str, n: int) -> str:
+    """In a fresh process: build the Celery app on the embedded broker and publish one message."""
+    from pipeline.celery_app import create_celery, send_job
+
+    app = create_celery(settings_of(Path(inst)))
+    send_job(app, f"job-{n}", "sign")
+    return "ok"
+
+
+def test_processes_starting_together_on_a_fresh_embedded_broker_all_succeed(tmp_path: Path) -> None:
+    # kombu creates the SQL transport's tables and queue rows lazily, guarded only within one
+    # process: a worker and a client starting together once raced on the queue's unique name.
+    import multiprocessing as mp
+
+    inst = make_instance(tmp_path)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        assert pool.starmap(_start_and_send, [(str(inst), n) for n in range(8)]) == ["ok"] * 8
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(broker_url(settings_of(inst)).split("+", 1)[1])
+    with engine.connect() as conn:
+        queues = sorted(conn.execute(text("SELECT name FROM kombu_queue")).scalars())
+        sent = conn.execute(text("SELECT count(*) FROM kombu_message")).scalar_one()
+    engine.dispose()
+    assert queues == ["default", "generate"] and sent == 8
