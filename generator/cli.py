@@ -27,9 +27,9 @@ def default_checkpoint(config: str = DEFAULT_CONFIG, weights_dir: Path = WEIGHTS
 
 
 def _train_hint(directory: Path) -> str:
-    # The Shapes-world trainer (`manage.py train`) is not shipped yet: say what works today.
-    return (f"no default model is shipped yet; pass --checkpoint DIR with a trained bundle "
-            f"(model.json + safetensors, see generator/checkpoint.py) or place one in {directory}")
+    return (f"pass --checkpoint DIR with a trained bundle (model.json + safetensors), or train one with "
+            f"`manage.py train autoencoder --out runs/ae` then `manage.py train dit --autoencoder "
+            f"runs/ae/autoencoder.safetensors --out {directory}`")
 
 
 def resolve_checkpoint(config: str | None, checkpoint: str | os.PathLike[str] | None,

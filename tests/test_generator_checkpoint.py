@@ -103,7 +103,7 @@ def test_versions_formats_and_kinds_are_checked(tmp_path):
 
 
 def test_no_checkpoint_is_a_clear_typed_error(tmp_path):
-    with pytest.raises(NoCheckpointError, match="no default model is shipped yet; pass --checkpoint DIR"):
+    with pytest.raises(NoCheckpointError, match="pass --checkpoint DIR with a trained bundle"):
         resolve_checkpoint(None, None, weights_dir=tmp_path)
     with pytest.raises(NoCheckpointError, match="no generator bundle"):
         generate_to_file("a red circle", tmp_path / "out.mp4", checkpoint=tmp_path / "nothing")

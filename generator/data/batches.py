@@ -1,0 +1,164 @@
+"""Training batches: the Shapes world or a folder of captioned videos, as a pure function of the step.
+
+Batch `b` of a run is built from `(seed, b)` alone: its size bucket, its items and its crops. So
+the DataLoader may use any number of worker processes (worker w of n builds batches start+w,
+start+w+n, ... and the loader interleaves them back in order), a resumed run continues with exactly
+the batches it would have seen, and each rank of a multi-GPU run takes its own slice of every batch
+(item `b * batch * world + rank * batch + i`).
+
+Sources give one clip at a time at a requested size and length:
+
+- `ShapesSource(seed)`: rendered on the fly (`generator.data.shapes`), held-out facts never drawn;
+- `FolderSource(path)`: a user's own videos, captioned by a `.txt` file beside each video or by a
+  `captions.csv` (`path,caption`) in the folder; each item is a random window of `frames` frames,
+  resized to cover the size and centre-cropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch.utils.data
+
+from ..errors import GeneratorError
+from .shapes import render_clip, sample_scene
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+
+
+class ClipSource(Protocol):
+    def item(self, index: int, width: int, height: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
+        """Clip `index`: uint8 (frames, height, width, 3) and its caption."""
+        ...
+
+
+class ShapesSource:
+    """Shapes-world clips: item `index` is scene `default_rng([seed, index])` rendered at the size asked."""
+
+    def __init__(self, seed: int, *, allow_held_out: bool = False) -> None:
+        self.seed, self.allow_held_out = int(seed), allow_held_out
+
+    def item(self, index: int, width: int, height: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
+        rng = np.random.default_rng([self.seed, index])
+        scene = sample_scene(rng, allow_held_out=self.allow_held_out)
+        text = scene.caption(rng)
+        return render_clip(scene, width, height, frames, fps), text
+
+
+class DataError(GeneratorError):
+    """A training data folder is missing, empty or unreadable."""
+
+
+def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Cover width x height, then centre-crop (H, W, 3) -> (height, width, 3)."""
+    h, w = frame.shape[:2]
+    scale = max(width / w, height / h)
+    nw, nh = max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale))
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+class FolderSource:
+    """A user's captioned videos: `clip.mp4` + `clip.txt`, or `captions.csv` with `path,caption` rows."""
+
+    def __init__(self, root: str | os.PathLike[str], seed: int = 0) -> None:
+        self.root, self.seed = Path(root), int(seed)
+        if not self.root.is_dir():
+            raise DataError(f"training data folder {self.root} does not exist")
+        self.entries = self._index()
+        if not self.entries:
+            raise DataError(f"no captioned videos in {self.root} (need clip.mp4 + clip.txt, or captions.csv)")
+
+    def _index(self) -> list[tuple[Path, str]]:
+        table = self.root / "captions.csv"
+        if table.is_file():
+            with table.open(newline="") as fh:
+                rows = [r for r in csv.reader(fh) if r and r[0].strip() and r[0] != "path"]
+            entries = []
+            for row in rows:
+                if len(row) < 2:
+                    raise DataError(f"{table}: row {row!r} needs path,caption")
+                path = (self.root / row[0]).resolve()
+                if self.root.resolve() not in path.parents:
+                    raise DataError(f"{table}: {row[0]!r} is outside the data folder")
+                entries.append((path, row[1].strip()))
+            return entries
+        return [(p, p.with_suffix(".txt").read_text().strip()) for p in sorted(self.root.rglob("*"))
+                if p.suffix.lower() in VIDEO_SUFFIXES and p.with_suffix(".txt").is_file()]
+
+    def item(self, index: int, width: int, height: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
+        from media import iter_frames, probe
+
+        epoch, i = divmod(index, len(self.entries))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.entries))
+        path, text = self.entries[int(order[i])]
+        info = probe(path)
+        step = max(1, round((info.fps or fps) / fps))  # resample towards the training rate by skipping
+        span = (frames - 1) * step + 1
+        total = info.frame_count or span
+        start = int(np.random.default_rng([self.seed, index, 1]).integers(0, max(1, total - span + 1)))
+        picked: list[np.ndarray] = []
+        for n, frame in enumerate(iter_frames(path, fmt="rgb24")):
+            if n >= start and (n - start) % step == 0:
+                picked.append(_fit(frame.array, width, height))
+                if len(picked) == frames:
+                    break
+        if not picked:
+            raise DataError(f"{path} has no decodable frames")
+        while len(picked) < frames:  # a short clip holds its last frame
+            picked.append(picked[-1])
+        return np.stack(picked), text
+
+
+@dataclass
+class BatchSpec:
+    """What one batch looks like; `sizes` are (width, height) buckets, one drawn per batch."""
+
+    batch_size: int
+    sizes: Sequence[Sequence[int]]
+    frames: int
+    fps: float
+    crop: int | None = None  # square crops of this side (convolutional autoencoders train on patches)
+
+
+class ClipBatches(torch.utils.data.IterableDataset):
+    """Endless batches (uint8 (B, T, H, W, 3), captions) from `start`, the same for any worker count."""
+
+    def __init__(self, source: ClipSource, spec: BatchSpec, seed: int, *, start: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        super().__init__()
+        self.source, self.spec, self.seed = source, spec, int(seed)
+        self.start, self.rank, self.world_size = start, rank, world_size
+
+    def batch(self, b: int) -> tuple[np.ndarray, list[str]]:
+        spec = self.spec
+        rng = np.random.default_rng([self.seed, b, 7])
+        width, height = (int(v) for v in spec.sizes[int(rng.integers(len(spec.sizes)))])
+        first = (b * self.world_size + self.rank) * spec.batch_size
+        clips, texts = [], []
+        for i in range(first, first + spec.batch_size):
+            clip, text = self.source.item(i, width, height, spec.frames, spec.fps)
+            if spec.crop is not None and (width > spec.crop or height > spec.crop):
+                top = int(rng.integers(0, height - spec.crop + 1))
+                left = int(rng.integers(0, width - spec.crop + 1))
+                clip = clip[:, top : top + spec.crop, left : left + spec.crop]
+            clips.append(clip)
+            texts.append(text)
+        return np.stack(clips), texts
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[str]]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        b = self.start + worker
+        while True:
+            yield self.batch(b)
+            b += workers

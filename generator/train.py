@@ -1,0 +1,490 @@
+"""Training the autoencoder and the DiT: one loop, two objectives, exact resume.
+
+Read bottom up: the run config and its named recipes, the two objectives (`_ae_loss`, `_dit_loss`),
+the training state file, then `train()`, the loop.
+
+Determinism is by construction, not by saved generator states: batch b is a pure function of
+(seed, b) (`generator.data.batches`), and every random draw of step s (noise, times, posterior
+samples, dropped captions, frame masks) comes from generators seeded with (seed, s). The state file
+holds the weights, the EMA weights, AdamW's moments and the step; the learning rate is a function of
+the step. So a run stopped at any checkpoint and resumed with `--resume` continues with the same
+batches and the same draws, and ends with the same weights as one that never stopped (on the same
+machine, thread count and kernels).
+
+Multi-GPU: started under `torchrun`, each rank trains on its own slice of every batch with
+DistributedDataParallel and rank 0 alone writes. (FSDP for L/XL is not wired yet.)
+
+Outputs in `out`: `train-state.safetensors` (the resumable state, written atomically), `log.jsonl`
+(one line per logged step), `loss.png`, `samples/` (reconstructions or generated clips), and the
+exported result: `autoencoder.safetensors`, or a generator bundle (model.json, autoencoder and DiT)
+that `manage.py generate --checkpoint OUT` loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from .autoencoder import AutoencoderConfig, VideoAutoencoder
+from .checkpoint import _atomic, load_component, save_bundle, save_component
+from .conditioning import random_frame_mask
+from .data.batches import BatchSpec, ClipBatches, FolderSource, ShapesSource
+from .dit import VideoDiT, dit_config
+from .errors import GeneratorError
+from .flow import FlowConfig, RectifiedFlow
+from .generate import DEFAULTS, frames_to_tensor
+from .text import drop_captions, load_text_encoder
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train-state.safetensors"
+STATE_FORMAT = "veriframe-train"
+
+
+class TrainError(GeneratorError):
+    """A training run cannot start or resume (bad config, mismatched state, missing autoencoder)."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run; stored in its state file, so a resume needs nothing but the out folder."""
+
+    kind: str = "dit"  # "autoencoder" or "dit"
+    model: dict = field(default_factory=dict)  # AutoencoderConfig fields, or {"preset": ..., **DiTConfig fields}
+    data: str = "shapes"  # "shapes" or a folder of captioned videos
+    data_seed: int = 0
+    sizes: list = field(default_factory=lambda: [[128, 128]])  # (width, height) buckets, one per batch
+    frames: int = 17
+    fps: float = 8.0
+    crop: int | None = None
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    precision: str = "auto"  # "bf16" autocast, "fp32", or "auto" (bf16 on CUDA, fp32 on CPU)
+    checkpoint_every: int = 100
+    sample_every: int = 500
+    log_every: int = 10
+    workers: int = 0  # DataLoader processes rendering or decoding batches
+    seed: int = 0
+    kl_weight: float = 1e-6  # autoencoder
+    autoencoder: str = ""  # dit: the trained autoencoder.safetensors (relative to the config's folder)
+    text_encoder: str = "minilm"
+    caption_dropout: float = 0.1  # classifier-free guidance learns "no text" from these
+    p_image: float = 0.1  # frame-conditioning tasks (conditioning.random_frame_mask)
+    p_extend: float = 0.1
+    p_loop: float = 0.05
+    flow: dict = field(default_factory=dict)
+    sample_prompts: list = field(default_factory=lambda: ["a red circle moving right on a black background",
+                                                          "a yellow square moving up on a navy background"])
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("autoencoder", "dit"):
+            raise TrainError(f"kind must be 'autoencoder' or 'dit', got {self.kind!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.frames < 1 or self.lr <= 0:
+            raise TrainError("steps, batch_size, frames and lr must be positive")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise TrainError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.kind == "dit" and not self.autoencoder:
+            raise TrainError("a DiT run needs 'autoencoder': the trained autoencoder.safetensors")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise TrainError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+# Named recipes. The Shapes default is staged to fit 90-minute sessions on 2 CPU cores: each stage is
+# the same run resumed with a larger --steps (see weights/generator-tiny/README.md for what was run).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "shapes-ae": {  # 4x8x8 causal VAE, 8 latent channels, trained on 64x64 crops of 9-frame clips
+        "kind": "autoencoder", "model": {"base_channels": 16}, "sizes": [[128, 128], [176, 96], [96, 176]],
+        "frames": 9, "crop": 64, "steps": 1500, "batch_size": 8, "lr": 1e-3, "warmup": 100, "ema_decay": 0.998,
+        "checkpoint_every": 100, "sample_every": 500,
+    },
+    "shapes-dit-tiny": {  # the tiny DiT on 128x128 and the same area at 16:9 and 9:16, 17 frames (2 s at 8 fps)
+        "kind": "dit", "model": {"preset": "tiny"}, "sizes": [[128, 128], [176, 96], [96, 176]],
+        "frames": 17, "steps": 6000, "batch_size": 8, "lr": 3e-4, "warmup": 200, "ema_decay": 0.998,
+        "checkpoint_every": 100, "sample_every": 1000, "autoencoder": "autoencoder.safetensors",
+    },
+    "smoke-ae": {  # seconds on a CPU: for tests and a first look at the trainer
+        "kind": "autoencoder", "model": {"base_channels": 8, "channel_mult": [1, 2, 2], "time_down": [True, False],
+                                         "space_down": [True, True], "latent_channels": 4},
+        "sizes": [[32, 32]], "frames": 5, "steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2,
+        "checkpoint_every": 2, "sample_every": 4, "log_every": 1,
+    },
+    "smoke-dit": {
+        "kind": "dit", "model": {"preset": "tiny", "width": 64, "depth": 2, "heads": 2},
+        "sizes": [[32, 32], [48, 16]], "frames": 5, "steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2,
+        "checkpoint_every": 2, "sample_every": 4, "log_every": 1, "text_encoder": "hash",
+        "autoencoder": "autoencoder.safetensors", "sample_prompts": ["a red circle moving right"],
+    },
+}
+
+
+def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, Path | None]:
+    """A named recipe or a .json/.toml file, with overrides; also the file's folder (for relative paths)."""
+    base: Path | None = None
+    if name_or_path in CONFIGS:
+        d = copy.deepcopy(CONFIGS[name_or_path])
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise TrainError(f"unknown training config {name_or_path!r}: use one of {', '.join(CONFIGS)} or a "
+                             ".json/.toml file")
+        try:
+            d = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            raise TrainError(f"{path} is not a readable training config: {exc}") from exc
+        base = path.resolve().parent
+    try:
+        return TrainConfig.from_dict({**d, **(overrides or {})}), base
+    except TypeError as exc:
+        raise TrainError(f"invalid training config: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def _video(clips: np.ndarray, device: torch.device) -> Tensor:
+    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [-1, 1]."""
+    return torch.cat([frames_to_tensor(c) for c in clips]).to(device)
+
+
+def _ae_loss(ae: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generator, _py: random.Random,
+             _texts: list[str]) -> tuple[Tensor, dict[str, float]]:
+    """L1 + KL on a crop batch; PSNR of the reconstruction for the log."""
+    recon, posterior = ae(video, gen)
+    l1 = (recon - video).abs().mean()
+    kl = posterior.kl()
+    with torch.no_grad():
+        mse = (recon.detach().clamp(-1, 1) - video).pow(2).mean().clamp(min=1e-10)
+        psnr = 10 * math.log10(4.0 / mse.item())  # range [-1, 1] has peak-to-peak 2
+    return l1 + cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr}
+
+
+class _DiTObjective:
+    """Rectified-flow velocity loss on latents of the frozen autoencoder, with dropped captions and
+    randomly given frames (so one network learns text-, image-to-video and extension)."""
+
+    def __init__(self, cfg: TrainConfig, autoencoder: VideoAutoencoder, device: torch.device) -> None:
+        self.cfg, self.ae = cfg, autoencoder.to(device).eval().requires_grad_(False)
+        self.flow = RectifiedFlow(FlowConfig.from_dict(cfg.flow))
+        self.text = load_text_encoder(cfg.text_encoder, str(device))
+
+    def __call__(self, dit: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generator, py: random.Random,
+                 texts: list[str]) -> tuple[Tensor, dict[str, float]]:
+        with torch.no_grad():
+            z = self.ae.encode_latents(video)  # (B, C, T', h, w), the posterior mean, normalised
+            text = self.text.encode(drop_captions(texts, cfg.caption_dropout, py)).to(video.device)
+        mask = random_frame_mask(z.shape[0], z.shape[2], py, p_image=cfg.p_image, p_extend=cfg.p_extend,
+                                 p_loop=cfg.p_loop)
+        loss = self.flow.training_loss(dit, z, text, frame_mask=mask, generator=gen)
+        return loss, {}
+
+
+# --------------------------------------------------------------------------- state file
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth over the configured steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _save_state(path: Path, step: int, cfg: TrainConfig, model: nn.Module, ema: nn.Module,
+                opt: torch.optim.Optimizer, extra: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    for i, state in opt.state_dict()["state"].items():
+        tensors |= {f"opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in state.items()}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    meta = {"format": STATE_FORMAT, "step": str(step), "config": json.dumps(cfg.to_dict()),
+            "model_config": json.dumps(model.config.to_dict()), "extra": json.dumps(extra)}
+    with _atomic(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def _read_state(path: Path) -> tuple[dict, dict[str, Tensor]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError) as exc:
+        raise TrainError(f"{path} is not a readable training state: {exc}") from exc
+    if meta.get("format") != STATE_FORMAT:
+        raise TrainError(f"{path} is not a veriframe training state")
+    return meta, tensors
+
+
+def _load_state(tensors: dict[str, Tensor], model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> None:
+    def part(prefix: str) -> dict[str, Tensor]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    model.load_state_dict(part("model."))
+    ema.load_state_dict(part("ema."))
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in part("opt.").items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _build(cfg: TrainConfig, base: Path | None, device: torch.device) -> tuple[nn.Module, Callable, VideoAutoencoder | None]:
+    if cfg.kind == "autoencoder":
+        try:
+            model: nn.Module = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
+        except (TypeError, ValueError) as exc:
+            raise TrainError(f"invalid autoencoder config: {exc}") from exc
+        return model, _ae_loss, None
+    ae_path = Path(cfg.autoencoder)
+    ae_path = ae_path if ae_path.is_absolute() or base is None else base / ae_path
+    if not ae_path.is_file():
+        raise TrainError(f"the DiT trains on a trained autoencoder: {ae_path} does not exist "
+                         "(train one first with `manage.py train autoencoder`)")
+    ae = load_component(ae_path, "autoencoder")
+    objective = _DiTObjective(cfg, ae, device)
+    overrides = {k: v for k, v in cfg.model.items() if k != "preset"}
+    overrides.setdefault("in_channels", ae.config.latent_channels)
+    overrides.setdefault("text_dim", objective.text.dim)
+    try:
+        model = VideoDiT(dit_config(cfg.model.get("preset", "tiny"), **overrides))
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"invalid DiT config: {exc}") from exc
+    return model, objective, ae
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False, base: Path | None = None,
+          device: str | None = None, progress: bool = True, stop_after: int | None = None,
+          max_minutes: float | None = None) -> Path:
+    """Run (or resume) a training run into `out`; returns the exported model path (or `out` when the
+    run stopped before its last step).
+
+    `stop_after` (steps) or `max_minutes` end this call early with a checkpoint, which is how a long
+    recipe is split into sessions; `--resume` continues it exactly."""
+    out = Path(out)
+    rank, world = _distributed()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
+    state_path = out / STATE_FILE
+    if state_path.exists() and not resume:
+        raise TrainError(f"{out} already holds a training run: pass --resume to continue it, or another --out")
+    if resume and not state_path.exists():
+        raise TrainError(f"nothing to resume: {state_path} does not exist")
+    meta: dict = {}
+    tensors: dict[str, Tensor] = {}
+    if resume:
+        meta, tensors = _read_state(state_path)
+        saved = TrainConfig.from_dict(json.loads(meta["config"]))
+        if (saved.kind, saved.model, saved.batch_size, saved.seed) != (cfg.kind, cfg.model, cfg.batch_size, cfg.seed):
+            raise TrainError(f"{state_path} was written by a different run ({saved.kind}, {saved.model}); "
+                             "only steps, intervals and workers may change on resume")
+    torch.manual_seed(cfg.seed)  # initial weights
+    model, objective, ae = _build(cfg, base, dev)
+    model.to(dev)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99),
+                            fused=dev.type == "cuda")
+    step = 0
+    if resume:
+        _load_state(tensors, model, ema, opt)
+        step = int(meta["step"])
+        log.info("resumed %s at step %d", state_path, step)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if dev.type == "cuda" else None)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
+    source = ShapesSource(cfg.data_seed) if cfg.data == "shapes" else FolderSource(
+        cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, cfg.data_seed)
+    spec = BatchSpec(cfg.batch_size, cfg.sizes, cfg.frames, cfg.fps, cfg.crop)
+    loader = torch.utils.data.DataLoader(
+        ClipBatches(source, spec, cfg.data_seed, start=step, rank=rank, world_size=world), batch_size=None,
+        num_workers=cfg.workers, prefetch_factor=2 if cfg.workers else None, persistent_workers=False)
+    writer = _Writer(out, cfg, rank == 0, step)
+    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.kind}", dynamic_ncols=True)
+    model.train()
+    batches = iter(loader)
+    t_last, seen = time.perf_counter(), 0
+    deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+    while step < end:
+        if deadline is not None and time.monotonic() > deadline:
+            end = step  # checkpointed below on the last step, or here when nothing ran since
+            if rank == 0 and step % cfg.checkpoint_every:
+                _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world})
+            log.info("stopping at step %d after %.1f minutes: resume with --resume", step, max_minutes)
+            break
+        clips, texts = next(batches)
+        video = _video(clips, dev)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+        py = random.Random(f"{cfg.seed}:{step}:{rank}")
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, stats = objective(net, video, cfg, gen, py, texts)
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss is {loss.item()} at step {step}: lower the learning rate or check the data")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+        opt.step()
+        step += 1
+        with torch.no_grad():  # EMA, with a short warm-up so early samples are not the random init
+            d = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+                e.lerp_(p.detach(), 1 - d)
+            for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+                e.copy_(b)
+        seen += len(clips) * world
+        if bar is not None:
+            bar.update(1)
+        if step % cfg.log_every == 0 or step == end:
+            now = time.perf_counter()
+            rate = seen / max(now - t_last, 1e-9)
+            t_last, seen = now, 0
+            row = {"step": step, "loss": loss.item(), "lr": _lr_at(cfg, step - 1), "grad_norm": grad_norm,
+                   "samples_per_s": rate, **stats}
+            writer.log(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{rate:.1f}")
+        if step % cfg.checkpoint_every == 0 or step == end:
+            if rank == 0:
+                _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world})
+        if rank == 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
+            writer.samples(step, ema, ae, cfg, dev)
+    if bar is not None:
+        bar.close()
+    result = out
+    if rank == 0:
+        writer.plot()
+        if step >= cfg.steps:
+            result = export(out, cfg, ema, ae, dev)
+    if world > 1:
+        torch.distributed.barrier()
+    return result
+
+
+def export(out: Path, cfg: TrainConfig, ema: nn.Module, ae: VideoAutoencoder | None, dev: torch.device) -> Path:
+    """Write the finished (EMA) model: a normalised autoencoder, or a generator bundle."""
+    if cfg.kind == "autoencoder":
+        assert isinstance(ema, VideoAutoencoder)
+        set_latent_normalisation(ema, cfg, dev)
+        return save_component(out / "autoencoder.safetensors", ema)
+    assert ae is not None
+    defaults = {**DEFAULTS, "fps": cfg.fps, "seconds": (cfg.frames - 1) / cfg.fps}
+    flow = FlowConfig.from_dict(cfg.flow).to_dict()
+    save_bundle(out, autoencoder=ae, dit=ema, text_encoder=cfg.text_encoder, flow=flow, defaults=defaults,
+                preset=cfg.model.get("preset"), extra={"training": {"config": cfg.to_dict()}})
+    return out
+
+
+@torch.no_grad()
+def set_latent_normalisation(ae: VideoAutoencoder, cfg: TrainConfig, dev: torch.device, batches: int = 4) -> None:
+    """Shift and scale so the DiT sees latents of mean 0 and unit variance (measured on full frames)."""
+    ae.config.shift_factor, ae.config.scaling_factor = 0.0, 1.0
+    spec = BatchSpec(cfg.batch_size, cfg.sizes, max(cfg.frames, 17), cfg.fps)
+    data = ClipBatches(ShapesSource(cfg.data_seed + 1) if cfg.data == "shapes" else FolderSource(cfg.data),
+                       spec, cfg.data_seed + 1)
+    zs = [ae.eval().to(dev).encode_latents(_video(data.batch(b)[0], dev)).flatten() for b in range(batches)]
+    z = torch.cat(zs)
+    ae.config.shift_factor, ae.config.scaling_factor = float(z.mean()), float(1.0 / z.std().clamp(min=1e-6))
+
+
+class _Writer:
+    """The run's log, loss curve and samples (rank 0 only)."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, active: bool, step: int) -> None:
+        self.out, self.cfg, self.active = out, cfg, active
+        self.log_path = out / "log.jsonl"
+        if active:
+            out.mkdir(parents=True, exist_ok=True)
+            if self.log_path.exists():  # a resumed run drops what was logged after its checkpoint
+                rows = [r for r in self.log_path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
+                self.log_path.write_text("".join(r + "\n" for r in rows))
+
+    def log(self, row: dict) -> None:
+        if self.active:
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    def plot(self) -> None:
+        from .plots import loss_curve
+
+        rows = [json.loads(r) for r in self.log_path.read_text().splitlines() if r] if self.log_path.exists() else []
+        if rows:
+            loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], self.out / "loss.png",
+                       title=f"{self.cfg.kind} training loss")
+
+    @torch.no_grad()
+    def samples(self, step: int, ema: nn.Module, ae: VideoAutoencoder | None, cfg: TrainConfig,
+                dev: torch.device) -> None:
+        from .plots import frame_strip
+
+        folder = self.out / "samples"
+        if cfg.kind == "autoencoder":
+            source = ShapesSource(cfg.data_seed + 2, allow_held_out=True) if cfg.data == "shapes" else None
+            if source is None:
+                return
+            clip, _ = source.item(0, 128, 128, 17, cfg.fps)
+            video = _video(clip[None], dev)
+            recon = ema.eval().decode(ema.encode(video).mean, frames=video.shape[2]).clamp(-1, 1)
+            rows = [clip, ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()]
+            frame_strip(rows, folder / f"step-{step:06d}.png", labels=["input", "reconstruction"])
+            self.plot()
+            return
+        from .generate import VideoGenerator
+
+        gen = VideoGenerator(ae, ema.eval(), load_text_encoder(cfg.text_encoder, str(dev)),
+                             flow=RectifiedFlow(FlowConfig.from_dict(cfg.flow)), device=dev)
+        w, h = cfg.sizes[0]
+        rows = [gen.generate(p, width=w, height=h, frames=cfg.frames, seed=0) for p in cfg.sample_prompts]
+        frame_strip(rows, folder / f"step-{step:06d}.png", labels=cfg.sample_prompts)
+        self.plot()

@@ -1,0 +1,161 @@
+"""The generator trainer: exact resume, data sources, the command line end to end, multi-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from generator.data.batches import BatchSpec, ClipBatches, DataError, FolderSource, ShapesSource
+from generator.train import STATE_FILE, TrainError, load_config, train
+from media.synthetic import make_test_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+
+
+def _manage(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VERIFRAME_INSTANCE": str(tmp_path / "instance"), "OMP_NUM_THREADS": "1"}
+    env.pop("VERIFRAME_DEBUG", None)
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_autoencoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ae")
+    cfg, _ = load_config("smoke-ae", {"steps": 2, "sample_every": 100})
+    return train(cfg, out, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["smoke-ae", "smoke-dit"])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, kind: str, smoke_autoencoder: Path,
+                                                          one_torch_thread: None) -> None:
+    overrides = {"steps": 4, "checkpoint_every": 2, "sample_every": 100}
+    if kind == "smoke-dit":
+        overrides["autoencoder"] = str(smoke_autoencoder)
+    cfg, _ = load_config(kind, overrides)
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", progress=False, stop_after=2)
+    assert _tensors(tmp_path / "split" / STATE_FILE).keys() == _tensors(tmp_path / "straight" / STATE_FILE).keys()
+    train(cfg, tmp_path / "split", progress=False, resume=True)
+    a, b = _tensors(tmp_path / "straight" / STATE_FILE), _tensors(tmp_path / "split" / STATE_FILE)
+    assert a.keys() == b.keys() and any(k.startswith("opt.") for k in a) and any(k.startswith("ema.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The log of the resumed run has each step once, in order.
+    steps = [json.loads(r)["step"] for r in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    # ...and differs from a run with another seed (the comparison above can fail).
+    other, _ = load_config(kind, {**overrides, "seed": 1})
+    train(other, tmp_path / "other", progress=False)
+    c = _tensors(tmp_path / "other" / STATE_FILE)
+    assert not torch.equal(a["model." + next(k[6:] for k in a if k.startswith("model."))],
+                           c["model." + next(k[6:] for k in c if k.startswith("model."))])
+
+
+def test_batches_are_the_same_for_any_worker_count() -> None:
+    spec = BatchSpec(batch_size=2, sizes=[[32, 32], [48, 16]], frames=3, fps=8)
+    ds = ClipBatches(ShapesSource(5), spec, seed=5, start=3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    got = [b for _, b in zip(range(4), loader, strict=False)]
+    for n, (clips, texts) in enumerate(got):
+        ref_clips, ref_texts = ds.batch(3 + n)
+        assert np.array_equal(clips.numpy() if torch.is_tensor(clips) else clips, ref_clips)
+        assert list(texts) == ref_texts
+    sizes = {ds.batch(b)[0].shape[2:4] for b in range(12)}
+    assert sizes == {(32, 32), (16, 48)}  # (H, W): both buckets drawn
+
+
+def test_folder_source_reads_captioned_videos(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    make_test_clip(data / "a.mp4", width=80, height=60, frames=20, fps=24, pattern="moving")
+    (data / "a.txt").write_text("colour bars\n")
+    make_test_clip(data / "b.mp4", width=64, height=64, frames=6, fps=8, pattern="noise")
+    (data / "b.txt").write_text("noise")
+    (data / "uncaptioned.mp4").write_bytes((data / "a.mp4").read_bytes())
+    source = FolderSource(data, seed=0)
+    assert sorted(t for _, t in source.entries) == ["colour bars", "noise"]
+    texts = set()
+    for i in range(4):
+        clip, text = source.item(i, 32, 48, 5, 8.0)
+        assert clip.shape == (5, 48, 32, 3) and clip.dtype == np.uint8
+        texts.add(text)
+    assert texts == {"colour bars", "noise"}
+    (data / "captions.csv").write_text("path,caption\nb.mp4,static\n")
+    assert FolderSource(data).entries[0][1] == "static"
+    (data / "captions.csv").write_text("../../etc/passwd,x\n")
+    with pytest.raises(DataError, match="outside"):
+        FolderSource(data)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no captioned videos"):
+        FolderSource(tmp_path / "empty")
+
+
+def test_bad_runs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TrainError, match="unknown training config"):
+        load_config("no-such-recipe")
+    with pytest.raises(TrainError, match="unknown training config keys"):
+        load_config("smoke-ae", {"learning_rate": 1})
+    cfg, _ = load_config("smoke-dit", {"autoencoder": str(tmp_path / "missing.safetensors")})
+    with pytest.raises(TrainError, match="does not exist"):
+        train(cfg, tmp_path / "dit", progress=False)
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train(load_config("smoke-ae")[0], tmp_path / "fresh", resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_train_both_stages_and_generate_from_the_command_line(tmp_path: Path) -> None:
+    r = _manage(tmp_path, "train", "autoencoder", "--config", "smoke-ae", "--out", "ae", "--steps", "2")
+    assert r.returncode == 0, r.stderr
+    ae = tmp_path / "ae" / "autoencoder.safetensors"
+    assert ae.is_file() and (tmp_path / "ae" / "loss.png").is_file() and list((tmp_path / "ae" / "samples").glob("*.png"))
+    again = _manage(tmp_path, "train", "autoencoder", "--config", "smoke-ae", "--out", "ae")
+    assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    wrong = _manage(tmp_path, "train", "dit", "--config", "smoke-ae", "--out", "x")
+    assert wrong.returncode == 2 and "not a dit" in wrong.stderr
+    r = _manage(tmp_path, "train", "dit", "--config", "smoke-dit", "--out", "gen", "--autoencoder", str(ae),
+                "--set", "steps=3", "--max-minutes", "30")
+    assert r.returncode == 0, r.stderr
+    bundle = json.loads((tmp_path / "gen" / "model.json").read_text())
+    assert bundle["text_encoder"] == "hash" and bundle["training"]["config"]["steps"] == 3
+    r = _manage(tmp_path, "generate", "a red circle moving right", "--local", "--checkpoint", "gen",
+                "--output", "clip.mp4", "--seconds", "0.5", "--width", "32", "--height", "32", "--steps", "2")
+    assert r.returncode == 0, r.stderr
+    from media import probe
+
+    info = probe(tmp_path / "clip.mp4")
+    assert (info.width, info.height) == (32, 32) and info.frame_count == 4
+
+
+@pytest.mark.slow
+def test_distributed_data_parallel_with_torchrun(tmp_path: Path) -> None:
+    """Two CPU processes (gloo) train one model; rank 0 alone writes the state and the export."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this interpreter")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VERIFRAME_INSTANCE": str(tmp_path / "instance")}
+    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(ROOT / "manage.py"), "train",
+                        "autoencoder", "--config", "smoke-ae", "--out", str(tmp_path / "ddp"), "--steps", "2"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = _tensors(tmp_path / "ddp" / STATE_FILE)
+    with safe_open(str(tmp_path / "ddp" / STATE_FILE), framework="pt") as f:
+        assert json.loads(f.metadata()["extra"])["world_size"] == 2
+    assert (tmp_path / "ddp" / "autoencoder.safetensors").is_file() and state
+    rows = [json.loads(r) for r in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # one writer
