@@ -55,6 +55,20 @@ def _settings(ctx: click.Context):
     return obj["settings"]
 
 
+def _migrated(ctx: click.Context):
+    """The settings, with the instance's database at the newest schema (the manifest store's table
+    comes from the migrations, like every other)."""
+    from pipeline import Pipeline
+
+    settings = _settings(ctx)
+    pipeline = Pipeline(settings)
+    try:
+        pipeline.migrate()
+    finally:
+        pipeline.runtime.close()
+    return settings
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Instance directory (default ./instance or $VERIFRAME_INSTANCE).")
@@ -187,7 +201,7 @@ def sign(ctx: click.Context, src: Path, dst: Path, source: str, title: str | Non
     """Watermark SRC and sign it with Content Credentials into DST (MP4, MOV, JPEG, PNG)."""
     from provenance.credentials import issue_credentials
 
-    settings = _settings(ctx)
+    settings = _migrated(ctx)
     if not src.is_file():
         raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
     if run_async:
@@ -221,7 +235,7 @@ def verify(ctx: click.Context, src: Path, as_json: bool, trust_anchors: tuple[Pa
     """Report SRC's Content Credentials, watermark and file facts."""
     from provenance.credentials import verify_clip
 
-    settings = _settings(ctx)
+    settings = _migrated(ctx)
     if not src.is_file():
         raise click.BadParameter(f"{src}: no such file", param_hint="SRC")
     if run_async:
@@ -305,6 +319,7 @@ def generate(ctx: click.Context, prompt: str, output: Path | None, include_promp
 
             generation = {"prompt": prompt, "seed": options["seed"], "steps": options["steps"],
                           "model_id": options["config"] or "default"}
+            _migrated(ctx)  # the manifest store's table
             issued = issue_credentials(settings, target, output, source="generated", title=prompt[:80],
                                        generation=generation, include_prompt=include_prompt)
             click.echo(f"wrote {output} (seed {options['seed']}, manifest {issued.manifest_label}, "
@@ -384,7 +399,9 @@ def _key_store(ctx: click.Context):  # -> web.apikeys.KeyStore
     from pipeline import Pipeline
     from web.apikeys import KeyStore
 
-    return KeyStore(Pipeline(_settings(ctx)).runtime.engine)
+    pipeline = Pipeline(_settings(ctx))
+    pipeline.migrate()  # the keys table comes from the migrations
+    return KeyStore(pipeline.runtime.engine)
 
 
 @cli.group("apikeys")
@@ -397,18 +414,23 @@ def apikeys() -> None:
 @click.option("--scopes", default="verify", show_default=True, help="Comma-separated: verify, generate, sign.")
 @click.option("--owner", default=None, help="Owner of the key's jobs (default: the key itself); keys that share "
               "an owner see the same jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the key, its webhook secret and its record as JSON.")
 @click.pass_context
-def apikeys_create(ctx: click.Context, name: str, scopes: str, owner: str | None) -> None:
-    """Create a key and print it (it cannot be shown again)."""
+def apikeys_create(ctx: click.Context, name: str, scopes: str, owner: str | None, as_json: bool) -> None:
+    """Create a key and print it, with its webhook secret on stderr (neither can be shown again)."""
     from web.apikeys import ApiKeyError
 
     try:
-        info, key = _key_store(ctx).create(name, scopes, owner=owner)
+        info, key, webhook_secret = _key_store(ctx).create(name, scopes, owner=owner)
     except ApiKeyError as exc:
         raise click.BadParameter(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"key": key, "webhook_secret": webhook_secret, **info.to_dict()}, indent=2))
+        return
     click.echo(key)
-    click.echo(f"id {info.id}, scopes {','.join(info.scopes)}, owner {info.owner} (store the key now: it is not "
-               "kept)", err=True)
+    click.echo(f"id {info.id}, scopes {','.join(info.scopes)}, owner {info.owner}\n"
+               f"webhook secret {webhook_secret} (signs the webhooks of this key's jobs; see docs/webhooks.md)\n"
+               "store the key and the secret now: neither is shown again", err=True)
 
 
 @apikeys.command("list")

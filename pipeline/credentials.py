@@ -66,11 +66,7 @@ def issue(
 
     issued = issue_credentials(settings, src, dst, source=source, title=title, author=author,
                                generation=generation, include_prompt=include_prompt, watermark=watermark)
-    store = ManifestStore(settings)
-    try:
-        stored = store.by_label(issued.manifest_label)
-    finally:
-        store.close()
+    stored = ManifestStore(settings).by_label(issued.manifest_label)
     if stored is None:  # issue_credentials stores it before returning: this is a bug, not bad input
         raise RuntimeError(f"manifest {issued.manifest_label} missing from the manifest store")
     return Issued(Path(issued.out_path), issued.payload_hex, issued.manifest_label, stored.read())
@@ -83,10 +79,7 @@ def find_manifest(settings: Settings, *, payload: str | None = None, asset_sha25
     from provenance.manifest_store import ManifestStore
 
     store = ManifestStore(settings)
-    try:
-        found = store.by_payload(payload) if payload else store.by_asset(str(asset_sha256))
-    finally:
-        store.close()
+    found = store.by_payload(payload) if payload else store.by_asset(str(asset_sha256))
     return found[0].read() if found else None
 
 

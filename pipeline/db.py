@@ -1,4 +1,5 @@
-"""Database engines, sessions and migrations for the job tables.
+"""Database engines, sessions and migrations for the instance's tables (jobs, artifacts, API keys,
+signed manifests, webhook deliveries: every table is created by a migration, none at run time).
 
 SQLite (``<instance>/veriframe.db``) unless ``database_url`` (or ``DATABASE_URL``) names another
 database; PostgreSQL URLs are driven by psycopg 3. The schema is applied by Alembic, either on
@@ -25,7 +26,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x76657269  # "veri"
 SQLITE_BUSY_TIMEOUT_S = 30
 # The newest migration in pipeline/migrations/versions (a test keeps the two in step).
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 def create_db_engine(url: str) -> Engine:

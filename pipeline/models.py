@@ -1,6 +1,7 @@
-"""The pipeline's tables: jobs and the artifacts they read and write.
+"""The instance's tables: jobs, the artifacts they read and write, API keys, webhook deliveries.
 
-(Signed manifests are indexed by ``provenance.manifest_store``, which owns its own table.)
+(Signed manifests are indexed by ``provenance.manifest_store``, whose ORM class mirrors its table:
+a library cannot import the pipeline. Migration 0002 creates that table like the others.)
 
 The schema is owned by the Alembic migrations in ``pipeline/migrations``; these classes mirror
 it for the ORM. Identifiers that reach users (job and artifact ids) are random UUIDs, never
@@ -46,6 +47,15 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a job's webhook stands (see pipeline.webhooks)."""
+
+    WAITING = "waiting"  # the job has not ended yet
+    PENDING = "pending"  # the event is due: being sent, or waiting for its next attempt
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed (or nothing can sign it): given up
 
 
 class ErrorKind(enum.StrEnum):
@@ -159,3 +169,48 @@ class Artifact(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("job_id", "role"),)
+
+
+class ApiKey(Base):
+    """An API key of the web API (``web.apikeys``); ``key_hash`` is the key's SHA-256, never the key.
+
+    ``webhook_secret`` signs the webhooks of the jobs the key submits. Like any HMAC key it has to
+    be readable to sign, so it is stored as it is; keys made before migration 0002 have none.
+    """
+
+    __tablename__ = "web_api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(Text)  # comma-separated, from web.apikeys.SCOPES
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognise it in lists
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+
+
+class WebhookDelivery(Base):
+    """The webhook a submission asked for: one per job, sent once the job ends, retried until 2xx.
+
+    Its id is the event id receivers see (``Veriframe-Event-Id``), the same on every attempt.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    key_id: Mapped[str] = mapped_column(String(36))  # the API key whose webhook secret signs it
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.WAITING)
+    event: Mapped[str | None] = mapped_column(String(32))  # job.succeeded, job.failed, job.cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's last HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),)

@@ -69,12 +69,9 @@ def issue_credentials(settings: Settings, src: Path, dst: Path, *, source: str, 
             generation=generation, include_prompt=include_prompt,
             parent_path=src if source == "edit" else None,
         )
-    store = ManifestStore(settings)
-    try:
-        store.put(label=result.manifest_label, manifest=result.manifest_bytes, asset_sha256=result.sha256,
-                  payload_hex=payload.hex() if payload else None, source=source)
-    finally:
-        store.close()
+    ManifestStore(settings).put(label=result.manifest_label, manifest=result.manifest_bytes,
+                                asset_sha256=result.sha256, payload_hex=payload.hex() if payload else None,
+                                source=source)
     return IssuedCredentials(dst, payload.hex() if payload else None, result.manifest_label, result.sha256)
 
 
@@ -86,11 +83,7 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
     report = verify_file(path, trust)
     mark = detect_for_instance(settings, path)
     if report.state == "absent" and mark.present and mark.payload:
-        store = ManifestStore(settings)
-        try:
-            stored = store.by_payload(mark.payload)
-        finally:
-            store.close()
+        stored = ManifestStore(settings).by_payload(mark.payload)
         if stored:
             report = verify_file(path, trust, manifest_bytes=stored[0].read())
     c2pa = report.to_dict()

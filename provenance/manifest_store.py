@@ -3,22 +3,47 @@
 A row per manifest (SQLAlchemy; the instance's database) indexed by the watermark payload and by
 the signed file's sha256; the manifest bytes live in the instance's content-addressed artifact
 storage (a local directory or S3, shared by every machine of a deployment). ``put`` is idempotent.
+
+The ``manifests`` table is created by the instance's migrations (``manage.py db upgrade``, also
+run by ``serve`` and every worker); this module only mirrors its shape for the ORM. Each process
+keeps one engine per database URL, since building one per call costs a new connection pool each time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import DateTime, Integer, String, create_engine, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from settings import Settings
 from storage import ArtifactStore, open_store
 
 STORE_VERSION = 1
+SQLITE_BUSY_TIMEOUT_S = 30
+
+_engines: dict[tuple[str, int], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    """This process's engine for ``url`` (a forked child builds its own: pooled connections must
+    not cross a fork)."""
+    pid = os.getpid()
+    with _engines_lock:
+        engine = _engines.get((url, pid))
+        if engine is None:
+            for stale in [k for k in _engines if k[1] != pid]:
+                del _engines[stale]  # the parent's: left to the parent, never disposed here
+            sqlite = make_url(url).get_backend_name() == "sqlite"
+            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {},
+                                   pool_pre_ping=not sqlite)
+            _engines[(url, pid)] = engine
+        return engine
 
 
 class _Base(DeclarativeBase):
@@ -58,11 +83,7 @@ class ManifestStore:
 
     def __init__(self, settings: Settings):
         self.blobs = open_store(settings)
-        self.engine: Engine = create_engine(settings.sqlalchemy_url)
-        try:
-            _Base.metadata.create_all(self.engine)  # checkfirst: a no-op once the table exists
-        except (OperationalError, ProgrammingError):  # another process created it at the same moment
-            _Base.metadata.create_all(self.engine)
+        self.engine = _engine(settings.sqlalchemy_url)
 
     def put(self, *, label: str, manifest: bytes, asset_sha256: str, payload_hex: str | None,
             source: str) -> StoredManifest:
@@ -98,6 +119,3 @@ class ManifestStore:
         with Session(self.engine) as session:
             row = session.scalar(select(ManifestRow).where(ManifestRow.label == label))
             return self._record(row) if row else None
-
-    def close(self) -> None:
-        self.engine.dispose()

@@ -80,6 +80,17 @@ def settings_of(inst: Path):  # -> Settings
     return load_settings(inst, env={})
 
 
+def upgrade_instance(settings: Any) -> str | None:
+    """Bring an instance's database to the newest schema, as ``serve``, workers and ``db upgrade`` do."""
+    from pipeline.db import create_db_engine, upgrade
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import upgrade_instance
 
 from media import transcode
 from media.synthetic import make_test_clip
@@ -19,6 +20,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("cred")
     init_instance(tmp / "inst")
     settings = load_settings(tmp / "inst", env={})
+    upgrade_instance(settings)  # the manifests table comes from the migrations
     src = make_test_clip(tmp / "in.mp4", width=320, height=180, frames=16, audio=True, pattern="noise")
     issued = issue_credentials(settings, src, tmp / "out.mp4", source="generated",
                                generation={"model_id": "tiny", "seed": 1, "steps": 4, "prompt": "a red circle"})
@@ -45,13 +47,11 @@ def test_without_our_ca_it_is_only_valid(signed) -> None:
 def test_manifest_is_stored_by_payload_and_hash(signed) -> None:
     settings, _, issued = signed
     store = ManifestStore(settings)
-    try:
-        by_payload = store.by_payload(issued.payload_hex)
-        assert [m.label for m in by_payload] == [issued.manifest_label]
-        assert store.by_asset(issued.sha256)[0].label == issued.manifest_label
-        assert by_payload[0].read()  # the bytes are there
-    finally:
-        store.close()
+    by_payload = store.by_payload(issued.payload_hex)
+    assert [m.label for m in by_payload] == [issued.manifest_label]
+    assert store.by_asset(issued.sha256)[0].label == issued.manifest_label
+    assert by_payload[0].read()  # the bytes are there
+    assert ManifestStore(settings).engine is store.engine  # one engine per process, not one per store
 
 
 def test_reencoded_clip_is_recovered_through_the_watermark(signed) -> None:

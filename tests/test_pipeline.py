@@ -86,12 +86,17 @@ def test_celery_config_is_json_only_late_acking_and_time_limited(tmp_path: Path)
 
 
 def _schema_diff(engine) -> list:
+    """What the migrations made that the ORM classes do not say (the pipeline's and the manifest store's)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from provenance.manifest_store import ManifestRow
+
+    models = [Base.metadata, ManifestRow.metadata]
+    known = {name for m in models for name in m.tables}
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-    return [d for d in diff if not (d[0] == "remove_table" and d[1].name not in Base.metadata.tables)]
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), models)
+    return [d for d in diff if not (d[0] == "remove_table" and d[1].name not in known)]
 
 
 def test_migrations_build_the_models_schema_on_sqlite(tmp_path: Path) -> None:
@@ -99,6 +104,65 @@ def test_migrations_build_the_models_schema_on_sqlite(tmp_path: Path) -> None:
     assert current_revision(engine) is None
     assert upgrade(engine) == head_revision() == upgrade(engine) == SCHEMA_REVISION  # idempotent
     assert _schema_diff(engine) == []
+
+
+def test_migration_0002_adopts_the_tables_create_all_made(tmp_path: Path) -> None:
+    """An instance at 0001 whose web app and manifest store made their own tables at run time
+    keeps them, rows included; it gains the keys' webhook secret and the webhook table."""
+    from alembic import command
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, inspect
+
+    from pipeline.db import _alembic_config
+    from provenance.manifest_store import ManifestStore
+    from web.apikeys import KeyStore, hash_key
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'veriframe.db'}")  # the instance tmp_path's database
+    assert upgrade(engine, "0001") == "0001"
+    legacy = MetaData()  # the shapes web/apikeys.py and provenance/manifest_store.py gave create_all
+    keys_table = Table(
+        "web_api_keys", legacy, Column("id", String(36), primary_key=True),
+        Column("name", String(128), nullable=False), Column("owner", String(128), nullable=False),
+        Column("scopes", Text, nullable=False), Column("key_hash", String(64), unique=True, nullable=False),
+        Column("prefix", String(16), nullable=False), Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True)))
+    manifests = Table(
+        "manifests", legacy, Column("id", Integer, primary_key=True),
+        Column("label", String(200), unique=True, nullable=False), Column("payload_hex", String(16), index=True),
+        Column("asset_sha256", String(64), index=True, nullable=False),
+        Column("manifest_sha256", String(64), nullable=False), Column("source", String(20), nullable=False),
+        Column("version", Integer, nullable=False), Column("created_at", DateTime(timezone=True), nullable=False))
+    legacy.create_all(engine)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(insert(keys_table).values(id="k-old", name="old", owner="alice", scopes="verify",
+                                               key_hash=hash_key("vf_old-key"), prefix="vf_old-key", created_at=now))
+        conn.execute(insert(manifests).values(label="urn:c2pa:old", payload_hex="00ff00ff00ff00ff",
+                                              asset_sha256="a" * 64, manifest_sha256="b" * 64, source="capture",
+                                              version=1, created_at=now))
+
+    def check_upgraded() -> None:
+        assert current_revision(engine) == SCHEMA_REVISION == head_revision()
+        assert "webhook_secret" in {c["name"] for c in inspect(engine).get_columns("web_api_keys")}
+        assert inspect(engine).has_table("webhook_deliveries")
+        old = KeyStore(engine).authenticate("vf_old-key")
+        assert old is not None and old.owner == "alice" and not old.webhooks  # kept, without a secret
+        store = ManifestStore(load_settings(tmp_path, env={}))
+        assert [m.label for m in store.by_payload("00ff00ff00ff00ff")] == ["urn:c2pa:old"]
+
+    assert upgrade(engine) == SCHEMA_REVISION
+    check_upgraded()
+    new = KeyStore(engine).create("new", "verify")
+    assert new.webhook_secret.startswith("whsec_") and KeyStore(engine).get(new.info.id).webhooks
+
+    # Down to 0001 drops only what 0002 added; up again adopts the tables a second time.
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    assert not inspect(engine).has_table("webhook_deliveries") and inspect(engine).has_table("manifests")
+    assert upgrade(engine) == SCHEMA_REVISION
+    check_upgraded()
+    engine.dispose()
 
 
 @pytest.mark.slow
@@ -395,6 +459,7 @@ def test_bad_inputs_raise_typed_errors(runtime: Runtime, tmp_path: Path) -> None
 def test_generate_workflow_with_a_generator_and_without(tmp_path: Path) -> None:
     inst = make_instance(tmp_path, generator_entrypoint="pipeline_helpers:slow_generate", **FAST_JOBS)
     rt = Runtime(settings_of(inst))
+    rt.migrate()  # signing stores the manifest: its table comes from the migrations
     ctx = _ctx(rt, "gen-1", {"prompt": "a red kite", "steps": 3, "width": 96, "height": 64}, tmp_path / "g")
     import os
 

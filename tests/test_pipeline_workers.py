@@ -70,11 +70,7 @@ def _finished(pipeline: Pipeline, job_ids: list[str]) -> int:
 def _manifests_with_payload(pipeline: Pipeline, payload: str) -> int:
     from provenance.manifest_store import ManifestStore
 
-    store = ManifestStore(pipeline.settings)
-    try:
-        return len(store.by_payload(payload))
-    finally:
-        store.close()
+    return len(ManifestStore(pipeline.settings).by_payload(payload))
 
 
 def _sigkill_mid_generate(tmp_path: Path, pipeline: Pipeline, inst: Path, gen_log: Path) -> None:

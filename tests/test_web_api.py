@@ -79,7 +79,7 @@ def test_requests_without_a_valid_key_are_401(client, env: WebEnv) -> None:
 
 def test_revoked_key_is_refused(env: WebEnv, client) -> None:
     keys = env.app().extensions["veriframe.web"].keys
-    info, key = keys.create("temp", "verify")
+    info, key, _ = keys.create("temp", "verify")
     assert client.get(f"{API}/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     keys.revoke(info.prefix)
     assert_problem(client.get(f"{API}/jobs", headers={"Authorization": f"Bearer {key}"}), 401)

@@ -132,7 +132,7 @@ def test_cancel_from_the_job_page_and_sign_out(client, env: WebEnv) -> None:
 
 def test_revoking_a_key_signs_its_sessions_out(client, env: WebEnv) -> None:
     keys = env.app().extensions["veriframe.web"].keys
-    info, key = keys.create("short-lived", "sign")
+    info, key, _ = keys.create("short-lived", "sign")
     client.post("/key", data={"csrf_token": token(client, "/key"), "key": key})
     assert "Key: short-lived" in client.get("/sign").get_data(as_text=True)
     keys.revoke(info.id)

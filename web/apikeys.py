@@ -5,9 +5,11 @@ A key is ``vf_`` plus 32 random bytes (base64url). Only its SHA-256 is stored: t
 which these are not) and lookup is one indexed equality. Jobs belong to a key's ``owner``, so a
 user may rotate keys without losing their history.
 
-The table lives in the pipeline's database but is the web app's own: it is created on first use
-(``CREATE TABLE IF NOT EXISTS``), because the pipeline's Alembic chain is pinned to its own head
-revision (``pipeline.db.SCHEMA_REVISION``).
+Each key also gets a webhook secret (``whsec_`` plus 32 random bytes), shown once with the key,
+which signs the webhooks of the jobs the key submits (docs/webhooks.md). Unlike the key it is
+stored as it is: the server needs it to sign.
+
+The table (``pipeline.models.ApiKey``) is created by the instance's migrations, like every other.
 """
 
 from __future__ import annotations
@@ -16,40 +18,22 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
-import threading
 import uuid
 from collections.abc import Iterable
+from typing import NamedTuple
 
-from sqlalchemy import Engine, MetaData, String, Text, select, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
 
-from pipeline.models import UTCDateTime, utcnow
+from pipeline.models import ApiKey, utcnow
 
 SCOPES = ("verify", "generate", "sign")
 KEY_PREFIX = "vf_"
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 class ApiKeyError(ValueError):
     """A key request is malformed (unknown scope, empty name)."""
-
-
-class WebBase(DeclarativeBase):
-    metadata = MetaData()
-
-
-class ApiKey(WebBase):
-    """One API key; ``key_hash`` is the SHA-256 of the key, which itself is never stored."""
-
-    __tablename__ = "web_api_keys"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
-    owner: Mapped[str] = mapped_column(String(128))
-    scopes: Mapped[str] = mapped_column(Text)  # comma-separated, from SCOPES
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognise it in lists
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +47,13 @@ class KeyInfo:
     prefix: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    webhooks: bool  # the key has a webhook secret (keys made before webhooks existed have none)
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyInfo:
         scopes = tuple(s for s in row.scopes.split(",") if s)
-        return cls(row.id, row.name, row.owner, scopes, row.prefix, row.created_at, row.revoked_at)
+        return cls(row.id, row.name, row.owner, scopes, row.prefix, row.created_at, row.revoked_at,
+                   bool(row.webhook_secret))
 
     @property
     def active(self) -> bool:
@@ -76,7 +62,15 @@ class KeyInfo:
     def to_dict(self) -> dict[str, object]:
         return {"id": self.id, "name": self.name, "owner": self.owner, "scopes": list(self.scopes),
                 "prefix": self.prefix, "created_at": self.created_at.isoformat(),
-                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "webhooks": self.webhooks}
+
+
+class NewKey(NamedTuple):
+    """A key just created: its record, the key and its webhook secret (neither is shown again)."""
+
+    info: KeyInfo
+    key: str
+    webhook_secret: str
 
 
 def hash_key(key: str) -> str:
@@ -98,31 +92,25 @@ class KeyStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._ready = False
-        self._lock = threading.Lock()
 
     def _session(self) -> Session:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    WebBase.metadata.create_all(self.engine, checkfirst=True)
-                    self._ready = True
         return Session(self.engine, expire_on_commit=False)
 
-    def create(self, name: str, scopes: str | Iterable[str], *, owner: str | None = None) -> tuple[KeyInfo, str]:
-        """A new key: returns its record and the key itself, which is never shown again."""
+    def create(self, name: str, scopes: str | Iterable[str], *, owner: str | None = None) -> NewKey:
+        """A new key: its record, the key and its webhook secret (the last two are never shown again)."""
         name = name.strip()
         if not name or len(name) > 128:
             raise ApiKeyError("a key needs a name of 1 to 128 characters")
         scope_list = parse_scopes(scopes)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
+        webhook_secret = WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
         key_id = str(uuid.uuid4())
         row = ApiKey(id=key_id, name=name, owner=(owner or f"key:{key_id}")[:128], scopes=",".join(scope_list),
-                     key_hash=hash_key(key), prefix=key[:10], created_at=utcnow())
+                     key_hash=hash_key(key), prefix=key[:10], created_at=utcnow(), webhook_secret=webhook_secret)
         with self._session() as session:
             session.add(row)
             session.commit()
-            return KeyInfo.of(row), key
+            return NewKey(KeyInfo.of(row), key, webhook_secret)
 
     def authenticate(self, key: str) -> KeyInfo | None:
         """The active key this string is, or None."""
