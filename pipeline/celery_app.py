@@ -25,6 +25,7 @@ GENERATE_QUEUE = "generate"
 QUEUES = (DEFAULT_QUEUE, GENERATE_QUEUE)
 TASK_NAMES = {"verify": "veriframe.verify", "sign": "veriframe.sign", "generate": "veriframe.generate"}
 QUEUE_OF = {"verify": DEFAULT_QUEUE, "sign": DEFAULT_QUEUE, "generate": GENERATE_QUEUE}
+WEBHOOK_TASK = "veriframe.webhook"  # one attempt at a webhook (pipeline.webhooks), on the default queue
 # Seconds a hard time limit adds to the soft one, so the task can store its timeout itself.
 HARD_LIMIT_GRACE_S = 30.0
 SQLITE_BROKER_TIMEOUT_S = 30
@@ -85,10 +86,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "task_default_queue": DEFAULT_QUEUE,
-        "task_routes": {name: {"queue": QUEUE_OF[kind]} for kind, name in TASK_NAMES.items()},
+        "task_routes": {**{name: {"queue": QUEUE_OF[kind]} for kind, name in TASK_NAMES.items()},
+                        WEBHOOK_TASK: {"queue": DEFAULT_QUEUE}},
         "task_annotations": {
-            TASK_NAMES[kind]: {"soft_time_limit": soft, "time_limit": hard, "max_retries": settings.job_max_retries}
-            for kind, (soft, hard) in limits.items()
+            **{TASK_NAMES[kind]: {"soft_time_limit": soft, "time_limit": hard,
+                                  "max_retries": settings.job_max_retries}
+               for kind, (soft, hard) in limits.items()},
+            # One POST with its timeout, plus the database work around it.
+            WEBHOOK_TASK: {"soft_time_limit": settings.webhook_timeout_s + 30,
+                           "time_limit": settings.webhook_timeout_s + 60},
         },
         "enable_utc": True,
         "timezone": "UTC",
@@ -137,3 +143,8 @@ def runtime_of(app: Celery) -> Runtime:
 def send_job(app: Celery, job_id: str, kind: str, *, countdown: float | None = None) -> None:
     """Publish the task of a job (the job row must already be committed)."""
     app.send_task(TASK_NAMES[kind], args=[job_id], task_id=job_id, queue=QUEUE_OF[kind], countdown=countdown)
+
+
+def send_webhook(app: Celery, delivery_id: str, *, countdown: float | None = None) -> None:
+    """Publish one attempt at a due webhook (its row must already be committed as pending)."""
+    app.send_task(WEBHOOK_TASK, args=[delivery_id], queue=DEFAULT_QUEUE, countdown=countdown)

@@ -7,7 +7,9 @@
 
 Inputs are stored in artifact storage before the job row is written, and the task is sent only
 after the row is committed, so a worker on any machine finds everything it needs. A job whose
-send failed stays ``queued`` and is sent again by the workers' orphan sweep.
+send failed stays ``queued`` and is sent again by the workers' orphan sweep. A submission may
+ask for a webhook (``webhook=Subscription(url, key_id)``), recorded with the job and sent when
+it ends (pipeline.webhooks).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import IO, Any, BinaryIO
 
 from settings import Settings, load_settings
 
-from . import credentials, jobs
+from . import credentials, jobs, webhooks
 from .errors import JobInputError, JobNotFoundError
 from .models import Artifact, JobKind
+from .representation import read_report
 from .runtime import Runtime
 from .work import GENERATE_PARAMS, SOURCES, safe_filename
 
@@ -107,8 +110,11 @@ class Pipeline:
         input_file: Path | str | BinaryIO | None = None,
         filename: str = "",
         send: bool = True,
+        webhook: webhooks.Subscription | None = None,
     ) -> jobs.JobView:
-        """Create a job (or return the one this ``idempotency_key`` already made) and enqueue it."""
+        """Create a job (or return the one this ``idempotency_key`` already made) and enqueue it.
+
+        ``webhook``: POST the job to this URL when it ends (recorded in the job's transaction)."""
         kind = JobKind(kind)
         params = dict(params)
         inputs: list[jobs.NewArtifact] = []
@@ -123,6 +129,8 @@ class Pipeline:
         with self.runtime.sessions() as session:
             job, created = jobs.create_job(session, kind, params, owner=owner, idempotency_key=idempotency_key,
                                            inputs=inputs)
+            if created and webhook is not None:
+                webhooks.subscribe(session, job.id, webhook)
             session.commit()
             job_id = job.id
         if created and send:
@@ -147,24 +155,37 @@ class Pipeline:
             session.commit()
         return True
 
+    def announce(self, job_id: str) -> list[str]:
+        """Send the webhook of a job that has ended, if it asked for one (never raises)."""
+        return webhooks.announce(self.runtime.sessions, job_id, self.send_webhook)
+
+    def send_webhook(self, delivery_id: str) -> None:
+        """Publish one attempt at a due webhook (the workers' sweep re-sends it if this fails)."""
+        from .celery_app import send_webhook
+
+        send_webhook(self.celery, delivery_id)
+
     def submit_verify(self, src: Path | str | BinaryIO, *, filename: str = "", owner: str = "",
-                      idempotency_key: str | None = None) -> jobs.JobView:
+                      idempotency_key: str | None = None,
+                      webhook: webhooks.Subscription | None = None) -> jobs.JobView:
         return self.submit(JobKind.VERIFY, {}, owner=owner, idempotency_key=idempotency_key, input_file=src,
-                           filename=filename)
+                           filename=filename, webhook=webhook)
 
     def submit_sign(
         self, src: Path | str | BinaryIO, *, filename: str = "", source: str = "capture", title: str | None = None,
         author: str | None = None, watermark: bool = True, owner: str = "", idempotency_key: str | None = None,
+        webhook: webhooks.Subscription | None = None,
     ) -> jobs.JobView:
         if source not in SOURCES:
             raise JobInputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         params: dict[str, Any] = {"source": source, "watermark": watermark}
         params.update({k: v for k, v in (("title", title), ("author", author)) if v})
         return self.submit(JobKind.SIGN, params, owner=owner, idempotency_key=idempotency_key, input_file=src,
-                           filename=filename)
+                           filename=filename, webhook=webhook)
 
     def submit_generate(self, prompt: str, *, owner: str = "", idempotency_key: str | None = None,
-                        include_prompt: bool = False, title: str | None = None, **options: Any) -> jobs.JobView:
+                        include_prompt: bool = False, title: str | None = None,
+                        webhook: webhooks.Subscription | None = None, **options: Any) -> jobs.JobView:
         """Options: width, height, seconds, fps, steps, cfg, seed, negative, config, checkpoint."""
         if not prompt or not prompt.strip():
             raise JobInputError("the prompt is empty")
@@ -175,7 +196,7 @@ class Pipeline:
         params.update({k: v for k, v in options.items() if v is not None})
         if title:
             params["title"] = title
-        return self.submit(JobKind.GENERATE, params, owner=owner, idempotency_key=idempotency_key)
+        return self.submit(JobKind.GENERATE, params, owner=owner, idempotency_key=idempotency_key, webhook=webhook)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -191,7 +212,10 @@ class Pipeline:
 
     def cancel(self, job_id: str, *, owner: str | None = None) -> jobs.JobView:
         with self.runtime.sessions() as session:
-            return jobs.cancel_job(session, job_id, owner=owner)
+            view = jobs.cancel_job(session, job_id, owner=owner)
+        if view.done:
+            self.announce(job_id)
+        return view
 
     def wait(
         self,
@@ -228,11 +252,10 @@ class Pipeline:
     def report(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """The stored JSON report of a succeeded verify job."""
         view = self.get(job_id, owner=owner)
-        item = view.artifact("report")
-        if item is None:
+        report = read_report(self.runtime.store, view)
+        if report is None:
             raise JobNotFoundError(f"job {job_id} has no report ({view.state})")
-        with self.runtime.store.open(item.sha256) as fh:
-            return json.loads(fh.read())
+        return report
 
     def manifest_bytes(self, *, payload: str | None = None, asset_sha256: str | None = None) -> bytes | None:
         """A manifest store veriframe signed, by watermark payload or by signed file hash."""

@@ -3,7 +3,8 @@
 Idempotent by construction: a delivery of a finished job does nothing, a delivery of a job
 another live worker holds comes back later, and only the attempt holding the job can record its
 result. Transient failures are retried with exponential backoff (``autoretry_for``); anything
-else fails the job at once with its message stored.
+else fails the job at once with its message stored. Once a job has ended, its webhook (if the
+submission asked for one) is queued as a task of its own, ``veriframe.webhook``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import TimeLimitExceeded
 
-from .celery_app import runtime_of
+from .celery_app import WEBHOOK_TASK, runtime_of, send_webhook
 from .errors import transient_errors
 from .jobs import fail_job
 from .models import ErrorKind
 from .runner import execute
+from .webhooks import announce, deliver
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,12 @@ class JobTask(Task):
             fail_job(runtime_of(self.app).sessions, job_id, message, kind)
         except Exception as store_exc:
             log.error("job %s: could not store failure %r: %s", job_id, message, store_exc)
+        _announce(self, job_id)
+
+
+def _announce(task: Task, job_id: str) -> None:
+    """Queue the webhook of a job that ended (a no-op for any other job; never raises)."""
+    announce(runtime_of(task.app).sessions, job_id, lambda delivery_id: send_webhook(task.app, delivery_id))
 
 
 def _run(task: JobTask, job_id: str) -> str:
@@ -61,6 +69,8 @@ def _run(task: JobTask, job_id: str) -> str:
         task.apply_async((job_id,), countdown=result.retry_in, task_id=task.request.id)
     elif result.status == "retry" and result.error is not None:
         raise result.error  # autoretry_for turns it into a retry with backoff
+    else:
+        _announce(task, job_id)
     return result.status
 
 
@@ -80,3 +90,18 @@ def sign(self: JobTask, job_id: str) -> str:
 def generate(self: JobTask, job_id: str) -> str:
     """Generate a clip, then watermark and sign it."""
     return _run(self, job_id)
+
+
+@shared_task(bind=True, name=WEBHOOK_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+             autoretry_for=transient_errors(), retry_backoff=2, retry_backoff_max=300, max_retries=5)
+def webhook(self: Task, delivery_id: str) -> str:
+    """One attempt at a job's webhook; after a failure, the next attempt is sent with its delay.
+
+    The attempt count and backoff live in the delivery row, not in Celery's retry state, so an
+    attempt that the sweep re-sends continues the same schedule; ``autoretry_for`` only covers the
+    database being briefly away.
+    """
+    result = deliver(runtime_of(self.app), delivery_id)
+    if result.retry_in is not None:
+        send_webhook(self.app, delivery_id, countdown=result.retry_in)
+    return result.status

@@ -2,9 +2,10 @@
 
 Besides Celery's own consumer, every worker runs an orphan sweep in its main process (at start
 and then periodically): jobs whose worker died are put back in the queue at once instead of
-waiting for the broker's visibility timeout. On the embedded SQLite broker, which forgets the
-messages a dead worker had taken, the worker first re-sends every unfinished job whose message is
-gone, so jobs survive a restart of ``serve`` however it was stopped.
+waiting for the broker's visibility timeout, and webhooks whose task was lost are sent again. On
+the embedded SQLite broker, which forgets the messages a dead worker had taken, the worker first
+re-sends every unfinished job whose message is gone, so jobs survive a restart of ``serve``
+however it was stopped.
 """
 
 from __future__ import annotations
@@ -25,8 +26,18 @@ from sqlalchemy import create_engine, inspect, text
 
 from settings import Settings
 
-from .celery_app import QUEUES, broker_url, create_celery, is_embedded, runtime_of, send_job, time_limits
+from .celery_app import (
+    QUEUES,
+    broker_url,
+    create_celery,
+    is_embedded,
+    runtime_of,
+    send_job,
+    send_webhook,
+    time_limits,
+)
 from .jobs import reclaim_orphans, unfinished_jobs
+from .webhooks import reclaim_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +123,9 @@ class OrphanSweeper(threading.Thread):
                                 resend_after=runtime.settings.job_resend_after_s)
         for job_id, kind in found:
             send_job(self.app, job_id, kind)
+        # Webhooks whose task was lost; the grace outlasts an attempt's lease (timeout + 30 s).
+        for delivery_id in reclaim_deliveries(runtime.sessions, grace_s=runtime.settings.webhook_timeout_s + 60):
+            send_webhook(self.app, delivery_id)
         if self.embedded and time.monotonic() - self._pruned > PRUNE_INTERVAL_S:
             self._pruned = time.monotonic()
             prune_embedded_broker(self.app)

@@ -93,6 +93,14 @@ class Settings:
     ip_rate_per_minute: int = 60
     api_max_wait_s: float = 30.0
     web_public_verify: bool = True
+    api_batch_max_files: int = 20  # files one POST /verifications/batch may carry
+    # Webhooks (docs/webhooks.md): attempts per event and the first retry's delay (each later one
+    # waits 3x longer: 30 s, 90 s, ... about an hour over 6 attempts), how long a receiver may take
+    # to answer, and whether plain-http callbacks to loopback are allowed (tests, local development).
+    webhook_max_attempts: int = 6
+    webhook_retry_base_s: float = 30.0
+    webhook_timeout_s: float = 10.0
+    webhook_allow_http_loopback: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -222,9 +230,13 @@ def _validate(s: Settings) -> None:
                  "job_resend_after_s"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
-    for name in ("web_max_upload_bytes", "api_rate_per_minute", "api_rate_burst", "ip_rate_per_minute"):
+    for name in ("web_max_upload_bytes", "api_rate_per_minute", "api_rate_burst", "ip_rate_per_minute",
+                 "api_batch_max_files", "webhook_max_attempts"):
         if getattr(s, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    for name in ("webhook_retry_base_s", "webhook_timeout_s"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive")
     if s.api_max_wait_s < 0:
         raise ConfigError("setting 'api_max_wait_s' must not be negative")
     if s.job_stale_after_s <= 2 * s.job_heartbeat_s:

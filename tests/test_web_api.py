@@ -269,3 +269,84 @@ def test_jobs_are_paginated_and_filtered(client, env: WebEnv) -> None:
     assert client.get(f"{API}/jobs?state=succeeded", headers=headers).get_json()["items"] == []
     for bad in ("limit=0", "limit=101", "offset=-1", "limit=x", "kind=paint", "state=odd"):
         assert_problem(client.get(f"{API}/jobs?{bad}", headers=headers), 400)
+
+
+# --- callbacks and batches -----------------------------------------------------------------------
+
+
+def test_callback_urls_veriframe_will_not_call_are_422(client, env: WebEnv) -> None:
+    alice = env.auth("alice")
+    before = len(env.pipeline.sent)
+    for url in ("http://hooks.example.com/vf", "ftp://hooks.example.com/vf", "https://192.168.1.5/hook",
+                "javascript:alert(1)"):
+        body = assert_problem(client.post(f"{API}/verifications", headers=alice,
+                                          data={**env.upload(), "callback_url": url}), 422)
+        assert body["errors"][0]["field"] == "callback_url"
+    assert_problem(client.post(f"{API}/signatures", headers=alice,
+                               data={**env.upload(), "callback_url": "https://10.0.0.1/"}), 422)
+    assert_problem(client.post(f"{API}/generations", headers=alice, json={"prompt": "x", "callback_url": 5}), 422)
+    assert_problem(client.post(f"{API}/generations", headers=alice,
+                               json={"prompt": "x", "callback_url": "https://localhost/hook"}), 422)
+    # http to loopback only where the instance allows it (tests, local development).
+    strict = env.app(webhook_allow_http_loopback=False).test_client()
+    assert_problem(strict.post(f"{API}/generations", headers=alice,
+                               json={"prompt": "x", "callback_url": "http://127.0.0.1:9/hook"}), 422)
+    assert len(env.pipeline.sent) == before  # no job was made for any of them
+
+
+def test_a_key_without_a_webhook_secret_cannot_ask_for_callbacks(client, env: WebEnv) -> None:
+    from sqlalchemy import text
+
+    keys = env.app().extensions["veriframe.web"].keys
+    old = keys.create("pre-webhooks", "generate", owner="dora")
+    with env.pipeline.runtime.engine.begin() as conn:  # as a key made before migration 0002 is
+        conn.execute(text("UPDATE web_api_keys SET webhook_secret = NULL WHERE id = :id"), {"id": old.info.id})
+    headers = {"Authorization": f"Bearer {old.key}"}
+    body = assert_problem(client.post(f"{API}/generations", headers=headers,
+                                      json={"prompt": "x", "callback_url": "https://hooks.example.com/vf"}), 422)
+    assert "webhook secret" in body["detail"]
+    assert client.post(f"{API}/generations", headers=headers, json={"prompt": "x"}).status_code == 202
+
+
+def test_batch_verification_queues_every_readable_file(client, env: WebEnv) -> None:
+    import io
+
+    alice = env.auth("alice")
+    clip = env.clip.read_bytes()
+    files = [(io.BytesIO(clip), "a.mp4"), (io.BytesIO(b"plain text, not a video\n" * 40), "notes.mp4"),
+             (io.BytesIO(clip), "../b.mp4"), (io.BytesIO(b""), "empty.mp4")]
+    response = client.post(f"{API}/verifications/batch", headers={**alice, "Idempotency-Key": "batch-1"},
+                           data={"file": files, "callback_url": "https://hooks.example.com/vf"})
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert [(i["index"], i["status"]) for i in body["items"]] == [(0, 202), (1, 415), (2, 202), (3, 400)]
+    assert body["accepted"] == 2 and body["rejected"] == 2
+    assert body["items"][2]["filename"] == "b.mp4"
+    for item in (body["items"][1], body["items"][3]):
+        problem = item["problem"]
+        assert problem["status"] == item["status"] and problem["title"] and problem["detail"] and "id" not in item
+    for item in (body["items"][0], body["items"][2]):
+        assert item["id"] in env.pipeline.sent and item["location"] == f"{API}/verifications/{item['id']}"
+        job = client.get(item["location"], headers=alice).get_json()
+        assert job["state"] == "queued" and job["kind"] == "verify"
+    assert body["items"][0]["id"] != body["items"][2]["id"]
+    # The same Idempotency-Key again gives the same jobs, file by file.
+    again = client.post(f"{API}/verifications/batch", headers={**alice, "Idempotency-Key": "batch-1"},
+                        data={"file": [(io.BytesIO(clip), "a.mp4")]}).get_json()
+    assert again["items"][0]["id"] == body["items"][0]["id"]
+
+
+def test_batch_limits_are_problems(env: WebEnv) -> None:
+    import io
+
+    alice = env.auth("alice")
+    client = env.app(api_batch_max_files=2).test_client()
+    three = {"file": [(io.BytesIO(env.clip.read_bytes()), f"{i}.mp4") for i in range(3)]}
+    body = assert_problem(client.post(f"{API}/verifications/batch", headers=alice, data=three), 400)
+    assert "at most 2" in body["detail"]
+    assert_problem(client.post(f"{API}/verifications/batch", headers=alice, data={}), 400)
+    assert_problem(client.post(f"{API}/verifications/batch", headers=env.auth("lister"),
+                               data={**env.upload(), "callback_url": "http://example.com/"}), 422)
+    assert_problem(client.post(f"{API}/verifications/batch", data=env.upload()), 401)
+    assert_problem(client.post(f"{API}/verifications/batch", headers={**alice, "Idempotency-Key": "k" * 121},
+                               data=env.upload()), 400)

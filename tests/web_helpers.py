@@ -2,7 +2,8 @@
 
 Jobs run through the real runner (``pipeline.runner.execute``: claim, workflow, finish) in the
 test's process instead of a Celery worker, so the web layer is tested against real jobs, real
-storage and real reports without the seconds a worker takes to start.
+storage and real reports without the seconds a worker takes to start. Webhooks likewise: the ids
+of the ones due are recorded, and a test delivers them with ``pipeline.webhooks.deliver``.
 """
 
 from __future__ import annotations
@@ -19,21 +20,29 @@ from pipeline.service import Pipeline
 
 
 class InlinePipeline(Pipeline):
-    """A Pipeline whose ``send`` records the job, and runs it at once when ``inline`` is set."""
+    """A Pipeline whose ``send`` records the job, and runs it at once when ``inline`` is set; due
+    webhooks are recorded in ``webhooks`` (what the Celery task would be sent)."""
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         self.sent: list[str] = []
+        self.webhooks: list[str] = []
         self.inline = False
 
     def send(self, job_id: str, kind: str) -> bool:
         self.sent.append(job_id)
         if self.inline:
-            execute(self.runtime, job_id)
+            self.run(job_id)
         return True
 
     def run(self, job_id: str) -> str:
-        return execute(self.runtime, job_id).status
+        """Run the job as a worker's task does: execute it, then announce its end."""
+        status = execute(self.runtime, job_id).status
+        self.announce(job_id)
+        return status
+
+    def send_webhook(self, delivery_id: str) -> None:
+        self.webhooks.append(delivery_id)
 
 
 @dataclasses.dataclass
@@ -43,6 +52,7 @@ class WebEnv:
     pipeline: InlinePipeline
     clip: Path
     keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    webhook_secrets: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def app(self, **overrides: Any):
         from web import create_app
@@ -64,7 +74,9 @@ def make_env(root: Path) -> WebEnv:
     from web.apikeys import KeyStore
 
     inst = make_instance(root, **{**FAST_JOBS, "generator_entrypoint": "pipeline_helpers:missing_checkpoint",
-                                  "api_rate_burst": 10_000, "ip_rate_per_minute": 10_000})
+                                  "api_rate_burst": 10_000, "ip_rate_per_minute": 10_000,
+                                  "webhook_allow_http_loopback": True, "webhook_retry_base_s": 0.05,
+                                  "webhook_timeout_s": 5.0})
     settings = settings_of(inst)
     pipeline = InlinePipeline(settings)
     pipeline.migrate()
@@ -73,5 +85,6 @@ def make_env(root: Path) -> WebEnv:
     store = KeyStore(pipeline.runtime.engine)
     for who, scopes in [("alice", "verify,generate,sign"), ("bob", "verify,generate,sign"), ("viewer", "verify"),
                         ("lister", "verify")]:
-        env.keys[who] = store.create(who, scopes, owner=who)[1]
+        new = store.create(who, scopes, owner=who)
+        env.keys[who], env.webhook_secrets[who] = new.key, new.webhook_secret
     return env

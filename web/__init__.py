@@ -95,13 +95,15 @@ def create_app(config: dict[str, Any] | None = None, *, pipeline: Any = None) ->
     app.extensions[EXTENSION_KEY] = WebState(settings, app.extensions["veriframe.pipeline"],
                                              limiter_for(settings.broker_url))
 
+    from pipeline.representation import API_ROOT
+
     from . import errors
     from .api import bp as api_bp
     from .portal import bp as portal_bp
 
     errors.init_app(app)
     app.register_blueprint(portal_bp)
-    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(api_bp, url_prefix=API_ROOT)  # where the job links (and webhooks) point
 
     @app.after_request
     def security_headers(response):

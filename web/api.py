@@ -3,7 +3,8 @@
 Authentication is ``Authorization: Bearer <API key>``; a key's scopes (verify, generate, sign)
 decide what it may submit, and its owner decides what it may read: another owner's job or
 artifact is a 404, never a 403, so ids reveal nothing. Jobs are asynchronous: a submission answers
-202 with the job and a ``Location`` to poll (or 200 when an optional ``wait`` saw it end).
+202 with the job and a ``Location`` to poll (or 200 when an optional ``wait`` saw it end), and may
+name a ``callback_url`` to be sent the job, signed, when it ends (docs/webhooks.md).
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request, send_file, url_for
+from werkzeug.utils import secure_filename
 
 from pipeline.models import JobKind, JobState
+from pipeline.representation import API_ROOT, KIND_COLLECTION, job_document, job_url
+from pipeline.webhooks import CallbackURLError, Subscription, check_callback_url
 
 from . import web_state
-from .errors import Problem
+from .errors import Problem, problem_body, status_for
 from .uploads import received
 
 bp = Blueprint("api", __name__)
 
-KIND_COLLECTION = {"verify": "verifications", "sign": "signatures", "generate": "generations"}
 MAX_PAGE = 100
 
 
@@ -81,31 +84,16 @@ def owner() -> str:
 # --- representations ----------------------------------------------------------------------------------
 
 
-def clean_report(report: dict[str, Any]) -> dict[str, Any]:
-    """The stored report without server-side details (the worker's scratch path)."""
-    report = dict(report)
-    if isinstance(report.get("c2pa"), dict):
-        report["c2pa"] = {k: v for k, v in report["c2pa"].items() if k != "path"}
-    return report
+def _root() -> str:
+    return request.script_root + API_ROOT
 
 
-def job_url(view: Any) -> str:
-    return url_for("api.get_typed_job", collection=KIND_COLLECTION[view.kind], job_id=view.id)
-
-
-def job_json(view: Any) -> dict[str, Any]:
-    body = view.to_dict()
-    body.pop("owner", None)
-    for item in body["artifacts"]:
-        item.pop("owner", None)
-        item["href"] = url_for("api.download_artifact", artifact_id=item["id"])
-    links = {"self": job_url(view), "cancel": url_for("api.cancel_job", job_id=view.id)}
-    if view.kind in ("sign", "generate") and view.artifact("manifest") or view.kind == "verify" and view.done:
-        links["manifest"] = url_for("api.get_manifest", job_id=view.id)
-    if view.artifact("output") is not None:
-        links["download"] = url_for("api.download_artifact", artifact_id=view.artifact("output").id)
-    body["links"] = links
-    return body
+def job_json(view: Any, *, with_report: bool = False) -> dict[str, Any]:
+    """The job as GET /<kind>/{id} shows it (``pipeline.representation``, which webhooks send too)."""
+    report = None
+    if with_report and view.kind == "verify" and view.state == JobState.SUCCEEDED:
+        report = web_state().pipeline.report(view.id)
+    return job_document(view, report, root=_root())
 
 
 def _accepted(view: Any, wait_s: float) -> Any:
@@ -115,12 +103,9 @@ def _accepted(view: Any, wait_s: float) -> Any:
             view = pipeline.wait(view.id, timeout=wait_s, poll_s=0.1)
         except TimeoutError:
             view = pipeline.get(view.id)
-    body = job_json(view)
-    if view.kind == "verify" and view.state == JobState.SUCCEEDED:
-        body["report"] = clean_report(pipeline.report(view.id))
-    response = jsonify(body)
+    response = jsonify(job_json(view, with_report=True))
     response.status_code = 200 if view.done else 202
-    response.headers["Location"] = job_url(view)
+    response.headers["Location"] = job_url(view, _root())
     return response
 
 
@@ -136,11 +121,28 @@ def _wait_seconds() -> float:
     return min(value, web_state().settings.api_max_wait_s)
 
 
-def _idempotency_key() -> str | None:
+def _idempotency_key(limit: int = 128) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 128:
-        raise Problem(400, "Idempotency-Key must be 1 to 128 characters")
+    if key is not None and not 1 <= len(key) <= limit:
+        raise Problem(400, f"Idempotency-Key must be 1 to {limit} characters")
     return key
+
+
+def _webhook(raw: Any) -> Subscription | None:
+    """The webhook a submission's ``callback_url`` asks for (None without one); Problem 422 when
+    veriframe will not call that URL or the key has no webhook secret to sign with."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if not isinstance(raw, str):
+            raise CallbackURLError("callback_url must be a string")
+        url = check_callback_url(raw, allow_http_loopback=web_state().settings.webhook_allow_http_loopback)
+    except CallbackURLError as exc:
+        raise Problem(422, str(exc), errors=[{"field": "callback_url", "message": str(exc)}]) from None
+    if not g.api_key.webhooks:
+        detail = "this API key has no webhook secret (it predates webhooks): create a new key to use callback_url"
+        raise Problem(422, detail, errors=[{"field": "callback_url", "message": "no webhook secret"}])
+    return Subscription(url, g.api_key.id)
 
 
 # --- endpoints ------------------------------------------------------------------------------------
@@ -157,17 +159,57 @@ def health():
 def openapi():
     from .openapi import document
 
-    return jsonify(document())
+    return jsonify(document(batch_max_files=web_state().settings.api_batch_max_files))
 
 
 @bp.post("/verifications")
 @require("verify")
 def create_verification():
     wait_s = _wait_seconds()
+    webhook = _webhook(request.form.get("callback_url"))
     with received(request.files.get("file"), web_state().settings) as upload:
         view = web_state().pipeline.submit_verify(upload.path, filename=upload.filename, owner=owner(),
-                                                  idempotency_key=_idempotency_key())
+                                                  idempotency_key=_idempotency_key(), webhook=webhook)
     return _accepted(view, wait_s)
+
+
+@bp.post("/verifications/batch")
+@require("verify")
+def create_verification_batch():
+    """Several clips at once: one verify job per ``file`` part. A file that cannot be read gets its
+    own problem in the answer; the others are queued all the same (202)."""
+    settings, pipeline = web_state().settings, web_state().pipeline
+    files = request.files.getlist("file")
+    if not files:
+        raise Problem(400, "send the clips as multipart/form-data fields named 'file'",
+                      errors=[{"field": "file", "message": "required"}])
+    if len(files) > settings.api_batch_max_files:
+        raise Problem(400, f"a batch holds at most {settings.api_batch_max_files} files, not {len(files)}",
+                      errors=[{"field": "file", "message": f"at most {settings.api_batch_max_files}"}])
+    webhook = _webhook(request.form.get("callback_url"))
+    key = _idempotency_key(limit=120)  # each file's job gets "<key>:<index>"
+    items: list[dict[str, Any]] = []
+    for index, file in enumerate(files):
+        item: dict[str, Any] = {"index": index, "filename": secure_filename(file.filename or "") or None}
+        try:
+            with received(file, settings) as upload:
+                view = pipeline.submit_verify(upload.path, filename=upload.filename, owner=owner(), webhook=webhook,
+                                              idempotency_key=f"{key}:{index}" if key else None)
+        except Problem as problem:
+            item.update(status=problem.code, problem=problem_body(problem.code, problem.description,
+                                                                  title=problem.title, **problem.extra))
+        except Exception as exc:
+            code = status_for(exc)
+            if code is None:
+                raise  # a bug, not this file's fault
+            item.update(status=code, problem=problem_body(code, str(exc)))
+        else:
+            item.update(status=202, id=view.id, state=view.state, location=job_url(view, _root()))
+        items.append(item)
+    accepted = sum(1 for item in items if "id" in item)
+    response = jsonify(items=items, accepted=accepted, rejected=len(items) - accepted)
+    response.status_code = 202
+    return response
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -199,10 +241,11 @@ def create_signature():
         raise Problem(400, f"'source' must be one of {', '.join(SOURCES)}",
                       errors=[{"field": "source", "message": f"one of {', '.join(SOURCES)}"}])
     title, author, watermark = _text("title"), _text("author"), _flag("watermark", True)
+    webhook = _webhook(request.form.get("callback_url"))
     with received(request.files.get("file"), web_state().settings) as upload:
         view = web_state().pipeline.submit_sign(upload.path, filename=upload.filename, source=source, title=title,
                                                 author=author, watermark=watermark, owner=owner(),
-                                                idempotency_key=_idempotency_key())
+                                                idempotency_key=_idempotency_key(), webhook=webhook)
     return _accepted(view, wait_s)
 
 
@@ -242,26 +285,25 @@ def generation_request(body: Any) -> dict[str, Any]:
 def create_generation():
     if not request.is_json:
         raise Problem(415, "send the generation request as application/json", title="Unsupported Media Type")
-    params = generation_request(request.get_json(silent=True))
+    body = request.get_json(silent=True)
+    webhook = _webhook(body.pop("callback_url", None)) if isinstance(body, dict) else None
+    params = generation_request(body)
     wait_s = _wait_seconds()
     prompt = params.pop("prompt")
     include_prompt, title = params.pop("include_prompt", False), params.pop("title", None)
     view = web_state().pipeline.submit_generate(prompt, owner=owner(), idempotency_key=_idempotency_key(),
-                                                include_prompt=include_prompt, title=title, **params)
+                                                include_prompt=include_prompt, title=title, webhook=webhook,
+                                                **params)
     return _accepted(view, wait_s)
 
 
 @bp.get("/<any(verifications, signatures, generations):collection>/<job_id>")
 @require()
 def get_typed_job(collection: str, job_id: str):
-    pipeline = web_state().pipeline
-    view = pipeline.get(job_id, owner=owner())
+    view = web_state().pipeline.get(job_id, owner=owner())
     if KIND_COLLECTION[view.kind] != collection:
         raise Problem(404, f"no {collection[:-1]} {job_id}")
-    body = job_json(view)
-    if view.kind == "verify" and view.state == JobState.SUCCEEDED:
-        body["report"] = clean_report(pipeline.report(view.id, owner=owner()))
-    return jsonify(body)
+    return jsonify(job_json(view, with_report=True))
 
 
 @bp.get("/jobs/<job_id>")

@@ -46,13 +46,17 @@ def _wants_problem() -> bool:
     return request.path.startswith("/api/")
 
 
-def problem_response(code: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None,
-                     **extra: Any):
+def problem_body(code: int, detail: str, *, title: str | None = None, **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem document (also used per item, inside a batch's answer)."""
     from werkzeug.http import HTTP_STATUS_CODES
 
-    body = {"type": PROBLEM_TYPE, "title": title or HTTP_STATUS_CODES.get(code, "Error"), "status": code,
+    return {"type": PROBLEM_TYPE, "title": title or HTTP_STATUS_CODES.get(code, "Error"), "status": code,
             "detail": detail, "instance": request.path, **extra}
-    response = jsonify(body)
+
+
+def problem_response(code: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any):
+    response = jsonify(problem_body(code, detail, title=title, **extra))
     response.status_code = code
     response.mimetype = "application/problem+json"
     for name, value in (headers or {}).items():

@@ -30,12 +30,32 @@ WAIT = {"name": "wait", "in": "query", "required": False,
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "a repeated submission with the same key returns the first job",
                "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+CALLBACK_URL = {"type": "string", "format": "uri", "maxLength": 2000,
+                "description": "https URL to POST the job to when it ends, signed with the API key's webhook "
+                               "secret (see the jobEnded callback and docs/webhooks.md)"}
+# What a submission with callback_url receives once its job has ended.
+CALLBACKS = {"jobEnded": {"{$request.body#/callback_url}": {"post": {
+    "summary": "the job ended (succeeded, failed or cancelled)",
+    "description": "Sent once the job is final, retried with exponential backoff until the receiver answers "
+                   "2xx (6 attempts over about an hour by default). Delivery is at least once: deduplicate on "
+                   "Veriframe-Event-Id. Verify Veriframe-Signature over the raw body before trusting it.",
+    "parameters": [
+        {"name": "Veriframe-Signature", "in": "header", "required": True,
+         "description": "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' under the key's webhook secret>",
+         "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}"}},
+        {"name": "Veriframe-Event-Id", "in": "header", "required": True,
+         "description": "the event's id, the same on every attempt", "schema": {"type": "string"}}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/WebhookEvent"}}}},
+    "responses": {"2XX": {"description": "received; anything else (or no answer) is retried"}},
+}}}}
 
 
 def _upload_body(extra: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream"}, **extra}}}}}
+        "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                       "callback_url": CALLBACK_URL, **extra}}}}}
 
 
 def _submit(summary: str, scope: str, body: dict[str, Any], result: str = "Job") -> dict[str, Any]:
@@ -47,8 +67,11 @@ def _submit(summary: str, scope: str, body: dict[str, Any], result: str = "Job")
             "202": _job("the job is queued or running; poll Location", result),
             "400": _problem("invalid parameters"), "403": {"$ref": "#/components/responses/Forbidden"},
             "413": _problem("the upload is over a size, resolution or duration limit"),
-            "415": _problem("the upload is not media veriframe reads"), **COMMON_ERRORS,
+            "415": _problem("the upload is not media veriframe reads"),
+            "422": _problem("callback_url is not one veriframe will call, or the key has no webhook secret"),
+            **COMMON_ERRORS,
         },
+        "callbacks": CALLBACKS,
     }
 
 
@@ -64,7 +87,8 @@ def _binary(summary: str, media_type: str) -> dict[str, Any]:
                                                                        "contentMediaType": media_type}}}}
 
 
-def document() -> dict[str, Any]:
+def document(batch_max_files: int = 20) -> dict[str, Any]:
+    """The document; ``batch_max_files`` is the instance's ``api_batch_max_files``."""
     from . import package_version
 
     return {
@@ -83,6 +107,27 @@ def document() -> dict[str, Any]:
             "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {
                 "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/verifications": {"post": _submit("verify a clip or still", "verify", _upload_body({}), "Verification")},
+            "/verifications/batch": {"post": {
+                "summary": "verify several clips at once: one job per file; unreadable files get their own problem",
+                "security": [{"apiKey": ["verify"]}],
+                "parameters": [{**IDEMPOTENCY, "description": "each file's job gets '<key>:<index>'",
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 120}}],
+                "requestBody": {"required": True, "content": {"multipart/form-data": {
+                    "schema": {"type": "object", "required": ["file"], "properties": {
+                        "file": {"type": "array", "minItems": 1, "maxItems": batch_max_files,
+                                 "description": "one part per clip (at most the instance's api_batch_max_files)",
+                                 "items": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                        "callback_url": CALLBACK_URL}},
+                    "encoding": {"file": {"contentType": "application/octet-stream"}}}}},
+                "responses": {
+                    "202": {"description": "the batch was taken: see each item for its job or its problem",
+                            "content": {"application/json": {"schema": {
+                                "$ref": "#/components/schemas/BatchResult"}}}},
+                    "400": _problem("no file, or more than the batch limit"),
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "413": _problem("the request is over the upload limit"),
+                    "422": _problem("callback_url is not one veriframe will call"), **COMMON_ERRORS},
+                "callbacks": CALLBACKS}},
             "/verifications/{job_id}": {"get": _read("a verification, with its report once it succeeded",
                                                      "Verification")},
             "/signatures": {"post": _submit("watermark and sign a creator's clip", "sign", _upload_body({
@@ -126,7 +171,8 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"apiKey": {
                 "type": "http", "scheme": "bearer",
-                "description": "an API key from `manage.py apikeys create`; scopes verify, generate, sign"}},
+                "description": "an API key from `manage.py apikeys create`; scopes verify, generate, sign. "
+                               "The key's webhook secret, shown with it, signs the webhooks of its jobs"}},
             "responses": {
                 "Unauthorized": _problem("no valid API key"),
                 "Forbidden": _problem("the key lacks the scope this needs"),
@@ -161,6 +207,20 @@ def document() -> dict[str, Any]:
                 "Verification": {"allOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object", "properties": {
                     "report": {"type": "object", "description": "the verification report (version 1): c2pa, "
                                "watermark, detector, verdict, file"}}}]},
+                "WebhookEvent": {"type": "object", "required": ["event", "job"], "properties": {
+                    "event": {"type": "string", "enum": ["job.succeeded", "job.failed", "job.cancelled"]},
+                    "job": {"$ref": "#/components/schemas/Verification",
+                            "description": "the job as GET /<kind>/{job_id} returns it"}}},
+                "BatchItem": {"type": "object", "required": ["index", "status"], "properties": {
+                    "index": {"type": "integer", "description": "position of the file in the request"},
+                    "filename": {"type": ["string", "null"]},
+                    "status": {"type": "integer", "description": "202 when queued, else the problem's status"},
+                    "id": {"type": "string", "description": "the job, when queued"},
+                    "state": {"type": "string"}, "location": {"type": "string", "description": "where to poll it"},
+                    "problem": {"$ref": "#/components/schemas/Problem"}}},
+                "BatchResult": {"type": "object", "required": ["items", "accepted", "rejected"], "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/BatchItem"}},
+                    "accepted": {"type": "integer"}, "rejected": {"type": "integer"}}},
                 "JobPage": {"type": "object", "required": ["items", "limit", "offset"], "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
                     "limit": {"type": "integer"}, "offset": {"type": "integer"},
@@ -178,7 +238,8 @@ def document() -> dict[str, Any]:
                     "cfg": {"type": "number", "minimum": 0, "maximum": 50},
                     "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
                     "include_prompt": {"type": "boolean", "default": False,
-                                       "description": "record the prompt in the manifest"}}},
+                                       "description": "record the prompt in the manifest"},
+                    "callback_url": CALLBACK_URL}},
             },
         },
     }

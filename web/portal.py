@@ -30,9 +30,10 @@ from flask import (
 )
 
 from pipeline.models import JobState
+from pipeline.representation import clean_report
 
 from . import web_state
-from .api import clean_report, client_address, generation_request, manifest_of, rate_limit
+from .api import client_address, generation_request, manifest_of, rate_limit
 from .errors import Problem
 from .report_view import present
 from .uploads import received
