@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from .autoencoder import AutoencoderConfig, VideoAutoencoder
 from .checkpoint import _atomic, load_component, save_bundle, save_component
 from .conditioning import random_frame_mask
-from .data.batches import BatchSpec, ClipBatches, FolderSource, ShapesSource
+from .data.batches import BatchSpec, ClipBatches, FolderSource, LatentCache, ShapesSource
 from .dit import VideoDiT, dit_config
 from .errors import GeneratorError
 from .flow import FlowConfig, RectifiedFlow
@@ -86,6 +86,7 @@ class TrainConfig:
     sample_every: int = 500
     log_every: int = 10
     workers: int = 0  # DataLoader processes rendering or decoding batches
+    latent_cache: int = 0  # dit: code this many batches once into out/latents and train on them (0: code each step)
     seed: int = 0
     kl_weight: float = 1e-6  # autoencoder
     autoencoder: str = ""  # dit: the trained autoencoder.safetensors (relative to the config's folder)
@@ -132,6 +133,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "kind": "dit", "model": {"preset": "tiny"}, "sizes": [[128, 128], [176, 96], [96, 176]],
         "frames": 17, "steps": 6000, "batch_size": 8, "lr": 3e-4, "warmup": 200, "ema_decay": 0.998,
         "checkpoint_every": 100, "sample_every": 1000, "autoencoder": "autoencoder.safetensors",
+        "latent_cache": 400,  # 3,200 clips coded once: the encoder costs more than a DiT step on a CPU
     },
     "smoke-ae": {  # seconds on a CPU: for tests and a first look at the trainer
         "kind": "autoencoder", "model": {"base_channels": 8, "channel_mult": [1, 2, 2], "time_down": [True, False],
@@ -142,7 +144,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "smoke-dit": {
         "kind": "dit", "model": {"preset": "tiny", "width": 64, "depth": 2, "heads": 2},
         "sizes": [[32, 32], [48, 16]], "frames": 5, "steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2,
-        "checkpoint_every": 2, "sample_every": 4, "log_every": 1, "text_encoder": "hash",
+        "checkpoint_every": 2, "sample_every": 4, "log_every": 1, "text_encoder": "hash", "latent_cache": 3,
         "autoencoder": "autoencoder.safetensors", "sample_prompts": ["a red circle moving right"],
     },
 }
@@ -198,11 +200,17 @@ class _DiTObjective:
         self.flow = RectifiedFlow(FlowConfig.from_dict(cfg.flow))
         self.text = load_text_encoder(cfg.text_encoder, str(device))
 
-    def __call__(self, dit: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generator, py: random.Random,
+    @torch.no_grad()
+    def encode(self, clips: np.ndarray) -> Tensor:
+        """uint8 (B, T, H, W, 3) -> normalised latents (B, C, T', h, w) (the posterior mean)."""
+        return self.ae.encode_latents(_video(clips, next(self.ae.parameters()).device))
+
+    def __call__(self, dit: nn.Module, x: Tensor, cfg: TrainConfig, gen: torch.Generator, py: random.Random,
                  texts: list[str]) -> tuple[Tensor, dict[str, float]]:
         with torch.no_grad():
-            z = self.ae.encode_latents(video)  # (B, C, T', h, w), the posterior mean, normalised
-            text = self.text.encode(drop_captions(texts, cfg.caption_dropout, py)).to(video.device)
+            # x: a video batch (B, 3, T, H, W), or latents from the cache (B, C, T', h, w)
+            z = x if cfg.latent_cache else self.ae.encode_latents(x)
+            text = self.text.encode(drop_captions(texts, cfg.caption_dropout, py)).to(x.device)
         mask = random_frame_mask(z.shape[0], z.shape[2], py, p_image=cfg.p_image, p_extend=cfg.p_extend,
                                  p_loop=cfg.p_loop)
         loss = self.flow.training_loss(dit, z, text, frame_mask=mask, generator=gen)
@@ -341,9 +349,14 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     source = ShapesSource(cfg.data_seed) if cfg.data == "shapes" else FolderSource(
         cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, cfg.data_seed)
     spec = BatchSpec(cfg.batch_size, cfg.sizes, cfg.frames, cfg.fps, cfg.crop)
-    loader = torch.utils.data.DataLoader(
-        ClipBatches(source, spec, cfg.data_seed, start=step, rank=rank, world_size=world), batch_size=None,
-        num_workers=cfg.workers, prefetch_factor=2 if cfg.workers else None, persistent_workers=False)
+    dataset: torch.utils.data.IterableDataset = ClipBatches(source, spec, cfg.data_seed, start=step, rank=rank,
+                                                            world_size=world)
+    if cfg.kind == "dit" and cfg.latent_cache:
+        cache = LatentCache(out / "latents" / f"rank-{rank}", cfg.latent_cache, cfg.data_seed, start=step)
+        cache.fill(dataset, objective.encode, progress=progress and rank == 0)
+        dataset = cache
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=cfg.workers,
+                                         prefetch_factor=2 if cfg.workers else None, persistent_workers=False)
     writer = _Writer(out, cfg, rank == 0, step)
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     bar = None
@@ -363,7 +376,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
             log.info("stopping at step %d after %.1f minutes: resume with --resume", step, max_minutes)
             break
         clips, texts = next(batches)
-        video = _video(clips, dev)
+        video = clips.to(dev) if torch.is_tensor(clips) and clips.is_floating_point() else _video(clips, dev)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
         py = random.Random(f"{cfg.seed}:{step}:{rank}")
         for group in opt.param_groups:

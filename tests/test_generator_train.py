@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from generator.data.batches import BatchSpec, ClipBatches, DataError, FolderSource, ShapesSource
+from generator.data import COLOURS
+from generator.data.batches import BatchSpec, ClipBatches, DataError, FolderSource, LatentCache, ShapesSource
 from generator.train import STATE_FILE, TrainError, load_config, train
 from media.synthetic import make_test_clip
 
@@ -41,10 +42,10 @@ def smoke_autoencoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train(cfg, out, progress=False)
 
 
-@pytest.mark.parametrize("kind", ["smoke-ae", "smoke-dit"])
-def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, kind: str, smoke_autoencoder: Path,
-                                                          one_torch_thread: None) -> None:
-    overrides = {"steps": 4, "checkpoint_every": 2, "sample_every": 100}
+@pytest.mark.parametrize(("kind", "cache"), [("smoke-ae", 0), ("smoke-dit", 0), ("smoke-dit", 3)])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, kind: str, cache: int,
+                                                          smoke_autoencoder: Path, one_torch_thread: None) -> None:
+    overrides = {"steps": 4, "checkpoint_every": 2, "sample_every": 100, "latent_cache": cache}
     if kind == "smoke-dit":
         overrides["autoencoder"] = str(smoke_autoencoder)
     cfg, _ = load_config(kind, overrides)
@@ -78,6 +79,27 @@ def test_batches_are_the_same_for_any_worker_count() -> None:
         assert list(texts) == ref_texts
     sizes = {ds.batch(b)[0].shape[2:4] for b in range(12)}
     assert sizes == {(32, 32), (16, 48)}  # (H, W): both buckets drawn
+
+
+def test_latent_cache_visits_every_batch_once_per_epoch_and_rephrases_captions(tmp_path: Path) -> None:
+    spec = BatchSpec(batch_size=2, sizes=[[32, 32]], frames=3, fps=8)
+    data = ClipBatches(ShapesSource(3), spec, seed=3)
+    cache = LatentCache(tmp_path / "latents", 3, seed=3)
+    cache.fill(data, lambda clips: torch.as_tensor(np.asarray(clips), dtype=torch.float32).mean(dim=(1, 4)))
+    assert sorted(p.name for p in (tmp_path / "latents").iterdir()) == [f"batch-00000{i}.safetensors" for i in range(3)]
+    first = [cache.batch(b) for b in range(3)]
+    second = [cache.batch(b) for b in range(3, 6)]
+    key = lambda z: round(float(z.sum()), 3)  # noqa: E731
+    assert sorted(key(z) for z, _ in first) == sorted(key(z) for z, _ in second)  # same files, new order
+    originals = {key(z): t for z, t in first}
+    rephrased = {key(z): t for z, t in second}
+    assert any(originals[k] != rephrased[k] for k in originals)  # new phrasings of the same scenes...
+    for k in originals:  # ...naming the same colours
+        for a, b in zip(originals[k], rephrased[k], strict=True):
+            assert {w for w in a.split() if w in COLOURS} == {w for w in b.split() if w in COLOURS}
+    mtime = (tmp_path / "latents" / "batch-000000.safetensors").stat().st_mtime_ns
+    cache.fill(data, lambda clips: pytest.fail("a filled cache is not coded again"))
+    assert (tmp_path / "latents" / "batch-000000.safetensors").stat().st_mtime_ns == mtime
 
 
 def test_folder_source_reads_captioned_videos(tmp_path: Path) -> None:

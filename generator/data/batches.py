@@ -17,6 +17,7 @@ Sources give one clip at a time at a requested size and length:
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,7 @@ import numpy as np
 import torch.utils.data
 
 from ..errors import GeneratorError
-from .shapes import render_clip, sample_scene
+from .shapes import Scene, render_clip, sample_scene
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 
@@ -51,6 +52,10 @@ class ShapesSource:
         scene = sample_scene(rng, allow_held_out=self.allow_held_out)
         text = scene.caption(rng)
         return render_clip(scene, width, height, frames, fps), text
+
+    def scene(self, index: int) -> Scene:
+        """The scene of item `index` (its captions can be re-phrased with any rng)."""
+        return sample_scene(np.random.default_rng([self.seed, index]), allow_held_out=self.allow_held_out)
 
 
 class DataError(GeneratorError):
@@ -156,6 +161,73 @@ class ClipBatches(torch.utils.data.IterableDataset):
         return np.stack(clips), texts
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, list[str]]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        b = self.start + worker
+        while True:
+            yield self.batch(b)
+            b += workers
+
+
+# --------------------------------------------------------------------------------------------
+# A written shard set of latents: code each clip once, train on it for many epochs
+
+
+class LatentCache(torch.utils.data.IterableDataset):
+    """Batches of autoencoder latents written once to `folder` (one safetensors file per batch).
+
+    On a CPU the autoencoder's encoder costs more than a tiny DiT's training step, so a DiT run may
+    code `batches` batches of clips once (`fill`, resumable: finished files are kept) and then draw
+    from them: step b reads batch file `order[b mod n]`, a permutation redrawn each epoch from
+    (seed, epoch). Shapes-world files keep their scenes, so each epoch re-phrases the captions.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], batches: int, seed: int, *, start: int = 0) -> None:
+        super().__init__()
+        self.folder, self.batches, self.seed, self.start = Path(folder), int(batches), int(seed), start
+
+    def path(self, i: int) -> Path:
+        return self.folder / f"batch-{i:06d}.safetensors"
+
+    def fill(self, data: ClipBatches, encode, progress: bool = False) -> None:  # encode: uint8 clips -> latents
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        todo = [i for i in range(self.batches) if not self.path(i).is_file()]
+        bar = None
+        if progress and todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.batches, initial=self.batches - len(todo), desc="coding latents")
+        for i in todo:
+            clips, texts = data.batch(i)
+            latents = encode(clips).detach().cpu().float().contiguous()
+            meta = {"captions": json.dumps(texts)}
+            if isinstance(data.source, ShapesSource):
+                first = (i * data.world_size + data.rank) * data.spec.batch_size
+                meta["scenes"] = json.dumps([data.source.scene(j).to_dict() for j in range(first, first + len(texts))])
+            tmp = self.path(i).with_suffix(".tmp")
+            save_file({"latents": latents}, str(tmp), metadata=meta)
+            os.replace(tmp, self.path(i))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+    def batch(self, b: int) -> tuple[torch.Tensor, list[str]]:
+        from safetensors import safe_open
+
+        epoch, k = divmod(b, self.batches)
+        i = int(np.random.default_rng([self.seed, epoch, 11]).permutation(self.batches)[k])
+        with safe_open(str(self.path(i)), framework="pt") as f:
+            meta, latents = f.metadata(), f.get_tensor("latents")
+        texts = json.loads(meta["captions"])
+        if epoch and "scenes" in meta:  # a fresh phrasing of the same facts
+            rng = np.random.default_rng([self.seed, b, 13])
+            texts = [Scene.from_dict(d).caption(rng) for d in json.loads(meta["scenes"])]
+        return latents, texts
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         b = self.start + worker
