@@ -380,6 +380,74 @@ def eval_detector_cmd(data: Path, checkpoint: Path) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+def _step_counts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or any(not 1 <= c <= 1000 for c in counts):
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of step counts in 1..1000")
+    return counts
+
+
+@evaluate.command("generator")
+@click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Generator bundle folder (default: the shipped weights/generator-tiny).")
+@click.option("--seeds", type=click.IntRange(1, 100), default=None,
+              help="Seeds per prompt [default: 3; 1 with --quick].")
+@click.option("--steps", type=click.IntRange(1, 1000), default=None,
+              help="Sampling steps [default: the model's, 16 for tiny].")
+@click.option("--steps-curve", default="4,8,16,32,50", show_default=True, callback=_step_counts,
+              help="Step counts of the quality-versus-steps curve.")
+@click.option("--prompts-per-group", type=click.IntRange(1), default=None,
+              help="Prompts of each group (seen / held-out x 1 / 2 objects) [default: 3; 1 with --quick].")
+@click.option("--curve-prompts", type=click.IntRange(1), default=None,
+              help="Prompts in the steps curve [default: 4; 1 with --quick].")
+@click.option("--ae-clips", type=click.IntRange(1, 1000), default=None,
+              help="Held-out clips for the autoencoder PSNR [default: 8; 2 with --quick].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown report; the contact sheet goes beside it as .png "
+                   "[default: docs/benchmarks/generator-quality.md].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Raw results [default: bench/out/generator-quality.json].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available).")
+@click.option("--quick", is_flag=True, help="A smoke run of a couple of minutes: one prompt per group, one seed.")
+def eval_generator_cmd(checkpoint: Path | None, seeds: int | None, steps: int | None, steps_curve: tuple[int, ...],
+                       prompts_per_group: int | None, curve_prompts: int | None, ae_clips: int | None,
+                       out: Path | None, json_out: Path | None, device: str | None, quick: bool) -> None:
+    """Prompt adherence, stability, autoencoder PSNR, Frechet distance and the steps curve of a generator."""
+    import torch
+    from tqdm import tqdm
+
+    from generator.evaluate import DEFAULT_JSON, DEFAULT_REPORT, EvalOptions, evaluate_generator
+
+    sizes = {"seeds": seeds, "steps": steps, "steps_curve": steps_curve, "prompts_per_group": prompts_per_group,
+             "curve_prompts": curve_prompts, "ae_clips": ae_clips}
+    options = EvalOptions.quick(**sizes) if quick else EvalOptions(**{k: v for k, v in sizes.items() if v is not None})
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    command = " ".join(["manage.py eval generator", *([f"--checkpoint {checkpoint}"] if checkpoint else []),
+                        f"--seeds {options.seeds}", f"--steps-curve {','.join(map(str, steps_curve))}",
+                        f"--prompts-per-group {options.prompts_per_group}", f"--curve-prompts {options.curve_prompts}",
+                        f"--ae-clips {options.ae_clips}", *([f"--steps {steps}"] if steps else []),
+                        *(["--quick"] if quick else [])])
+    bars: list[tqdm] = []  # made at the first clip, so an early error stays one line
+
+    def progress(done: int, total: int, what: str) -> None:
+        if not bars:
+            bars.append(tqdm(desc="evaluating", unit="clip", total=total, leave=False))
+        bars[0].set_postfix_str(what, refresh=False)
+        bars[0].update(done - bars[0].n)
+
+    results = evaluate_generator(checkpoint, options, report=out or DEFAULT_REPORT, json_path=json_out or DEFAULT_JSON,
+                                 device=device, command=command, progress=progress)
+    for bar in bars:
+        bar.close()
+    for target in results["targets"]:
+        verdict = {None: "not measured", True: "met", False: "MISSED"}[target["met"]]
+        click.echo(f"{target['target']}: {target['measured']} ({verdict})")
+    click.echo(f"wrote {out or DEFAULT_REPORT} in {results['wall_seconds'] / 60:.1f} min")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port.")
