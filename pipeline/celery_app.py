@@ -5,8 +5,8 @@ Brokers: the embedded default is kombu's SQLAlchemy transport on SQLite
 ``broker_url`` / ``CELERY_BROKER_URL`` to Redis (``redis://``) or RabbitMQ (``amqp://``).
 Task results are not kept by Celery: the job table is the result store.
 
-Queues: ``default`` (verify, sign) and ``generate`` (GPU or heavy CPU; solo pool so the model
-is loaded once per worker process).
+Queues: ``default`` (verify, sign) and ``generate`` (GPU or heavy CPU; a one-process prefork
+pool whose child keeps the model loaded between jobs, while the parent enforces time limits).
 """
 
 from __future__ import annotations

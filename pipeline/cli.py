@@ -119,7 +119,7 @@ def submit_and_follow(
 @click.option("-c", "--concurrency", type=click.IntRange(1, 256), default=None,
               help="Processes (prefork pool); default from the worker_concurrency setting.")
 @click.option("-P", "--pool", type=click.Choice(["prefork", "solo", "threads"]), default=None,
-              help="Execution pool (default: solo when consuming generate, else prefork).")
+              help="Execution pool (default prefork: the only one that enforces time limits).")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
 @click.option("-n", "--hostname", default=None, help="Worker node name (default veriframe-<queues>@<host>).")
 @click.option("--parent-pid", type=int, default=None, hidden=True)

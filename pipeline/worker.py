@@ -45,8 +45,11 @@ PRUNE_INTERVAL_S = 600.0
 
 
 def default_pool(queues: Sequence[str]) -> str:
-    """solo for generate workers (the model loads once, in the one process), prefork otherwise."""
-    return "solo" if "generate" in queues else "prefork"
+    """prefork for every queue: the pool's parent enforces the soft and hard time limits (a solo
+    pool cannot, so a generation stuck in one call would run forever). A generate worker's child
+    keeps its loaded model between jobs; only a child killed at the hard limit or recycled for memory
+    loads it again."""
+    return "prefork"
 
 
 def recover_embedded_broker(app: Celery) -> int:

@@ -230,6 +230,12 @@ def slow_generate(prompt: str, out_path: Path, *, width: int = 96, height: int =
     return {"model": "fake-generator", "checkpoint_sha256": "0" * 64}
 
 
+def stuck_generate(prompt: str, out_path: Path, **_: Any) -> None:
+    """A generation stuck in one long call: it never reports progress, so only the pool can stop it."""
+    time.sleep(float(os.environ.get("VF_FAKE_STUCK_S", "120")))
+    raise AssertionError("a stuck generation was not stopped by its time limit")
+
+
 def missing_checkpoint(prompt: str, out_path: Path, **_: Any) -> None:
     """A generator installed without a trained checkpoint."""
     from generator.errors import NoCheckpointError

@@ -223,6 +223,23 @@ def test_cancel_and_time_limit_stop_running_generate_jobs(tmp_path: Path, redis:
     assert timed_out.attempts == 1 and _artifacts(pipeline, too_long.id) == []
 
 
+def test_a_generation_stuck_without_progress_still_times_out(tmp_path: Path, redis: RedisServer,
+                                                              fake_generator: Path) -> None:
+    """The generate worker's pool enforces the time limit even when the job never reports progress."""
+    inst = make_instance(tmp_path, broker_url=redis.url, generator_entrypoint="pipeline_helpers:stuck_generate",
+                         generate_time_limit_s=2.0, **FAST_JOBS)
+    pipeline = Pipeline(settings_of(inst))
+    pipeline.migrate()
+    worker = WorkerProcess(inst, queues="generate").start()
+    try:
+        job = pipeline.submit_generate("a take that never ends", steps=4)
+        ended = pipeline.wait(job.id, timeout=60)
+    finally:
+        worker.stop()
+    assert ended.state == "failed" and ended.error_kind == "timeout", (ended, worker.output()[-2000:])
+    assert ended.attempts == 1 and _artifacts(pipeline, job.id) == []
+
+
 def test_embedded_broker_jobs_survive_a_restart_of_serve(tmp_path: Path, fake_generator: Path) -> None:
     """``serve`` is stopped with jobs queued (and one running); started again, it finishes them all."""
     inst = make_instance(tmp_path, generator_entrypoint="pipeline_helpers:slow_generate", **FAST_JOBS)
