@@ -360,6 +360,52 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+def _generator_train_command(kind: str, default_config: str):  # -> click.Command
+    @train.command(kind)
+    @click.option("--config", "config", default=default_config, show_default=True,
+                  help="A named recipe (generator.train.CONFIGS) or a .json/.toml file.")
+    @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+                  help="Run folder: state, log, loss.png, samples/, and the exported model.")
+    @click.option("--resume", is_flag=True, help="Continue the run in OUT exactly where its last checkpoint left it.")
+    @click.option("--steps", type=click.IntRange(1), default=None, help="Total steps of the run (overrides the config).")
+    @click.option("--data", default=None, help="'shapes' or a folder of captioned videos (clip.mp4 + clip.txt, or captions.csv).")
+    @click.option("--autoencoder", "autoencoder", default=None, type=click.Path(exists=True, dir_okay=False),
+                  help="dit only: the trained autoencoder.safetensors.")
+    @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader processes building batches.")
+    @click.option("--set", "sets", multiple=True, metavar="KEY=JSON", help="Override any config field (repeatable).")
+    @click.option("--max-minutes", type=click.FloatRange(0.1), default=None,
+                  help="Checkpoint and stop after this long (resume later with --resume).")
+    @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available).")
+    def command(config: str, out: Path, resume: bool, steps: int | None, data: str | None, autoencoder: str | None,
+                workers: int | None, sets: tuple[str, ...], max_minutes: float | None, device: str | None) -> None:
+        from generator.train import TrainError, load_config, train as run_training
+
+        overrides: dict = {}
+        for item in sets:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+            try:
+                overrides[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key.strip()] = value
+        for key, value in (("steps", steps), ("data", data), ("autoencoder", autoencoder), ("workers", workers)):
+            if value is not None:
+                overrides[key] = str(Path(value).resolve()) if key == "autoencoder" else value
+        cfg, base = load_config(config, overrides)
+        if cfg.kind != kind:
+            raise TrainError(f"config {config!r} trains a {cfg.kind}, not a {kind}")
+        result = run_training(cfg, out, resume=resume, base=base, device=device, max_minutes=max_minutes)
+        click.echo(str(result))
+
+    command.__doc__ = f"Train the generator's {kind} (Shapes world by default, or your own captioned videos)."
+    return command
+
+
+train_autoencoder_cmd = _generator_train_command("autoencoder", "shapes-ae")
+train_dit_cmd = _generator_train_command("dit", "shapes-dit-tiny")
+
+
 @cli.group("eval")
 def evaluate() -> None:
     """Evaluate veriframe's models."""

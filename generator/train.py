@@ -133,7 +133,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "kind": "dit", "model": {"preset": "tiny"}, "sizes": [[128, 128], [176, 96], [96, 176]],
         "frames": 17, "steps": 6000, "batch_size": 8, "lr": 3e-4, "warmup": 200, "ema_decay": 0.998,
         "checkpoint_every": 100, "sample_every": 1000, "autoencoder": "autoencoder.safetensors",
-        "latent_cache": 400,  # 3,200 clips coded once: the encoder costs more than a DiT step on a CPU
+        "latent_cache": 240,  # 1,920 clips coded once: the encoder costs more than a DiT step on a CPU
     },
     "smoke-ae": {  # seconds on a CPU: for tests and a first look at the trainer
         "kind": "autoencoder", "model": {"base_channels": 8, "channel_mult": [1, 2, 2], "time_down": [True, False],
