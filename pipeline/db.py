@@ -1,4 +1,4 @@
-"""Database engines, sessions and migrations for the instance's tables (jobs, artifacts, API keys,
+"""Database engines, sessions and migrations for the instance's tables (jobs, artifacts, API keys, users,
 signed manifests, webhook deliveries: every table is created by a migration, none at run time).
 
 SQLite (``<instance>/veriframe.db``) unless ``database_url`` (or ``DATABASE_URL``) names another
@@ -26,7 +26,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x76657269  # "veri"
 SQLITE_BUSY_TIMEOUT_S = 30
 # The newest migration in pipeline/migrations/versions (a test keeps the two in step).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 
 def create_db_engine(url: str) -> Engine:

@@ -1,4 +1,5 @@
-"""The instance's tables: jobs, the artifacts they read and write, API keys, webhook deliveries.
+"""The instance's tables: jobs, the artifacts they read and write, API keys, portal users, webhook
+deliveries.
 
 (Signed manifests are indexed by ``provenance.manifest_store``, whose ORM class mirrors its table:
 a library cannot import the pipeline. Migration 0002 creates that table like the others.)
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -189,6 +191,23 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # updated at most once a minute
+
+
+class User(Base):
+    """A portal account (``web.users``): ``password_hash`` is werkzeug's salted scrypt, never the password.
+
+    The email is stored lower-case so that it is unique however it is typed; the user's jobs and
+    API keys belong to the owner ``user:<id>``.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class WebhookDelivery(Base):
