@@ -509,13 +509,19 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     serve_with_worker(settings, lambda: create_app().run(host=host, port=port), worker=not no_worker)
 
 
-def _key_store(ctx: click.Context):  # -> web.apikeys.KeyStore
+def _database(ctx: click.Context):  # -> sqlalchemy.Engine
+    """The instance's database engine, migrated (the keys and users tables come from the migrations)."""
     from pipeline import Pipeline
-    from web.apikeys import KeyStore
 
     pipeline = Pipeline(_settings(ctx))
-    pipeline.migrate()  # the keys table comes from the migrations
-    return KeyStore(pipeline.runtime.engine)
+    pipeline.migrate()
+    return pipeline.runtime.engine
+
+
+def _key_store(ctx: click.Context):  # -> web.apikeys.KeyStore
+    from web.apikeys import KeyStore
+
+    return KeyStore(_database(ctx))
 
 
 @cli.group("apikeys")
@@ -571,6 +577,73 @@ def apikeys_revoke(ctx: click.Context, key_id: str) -> None:
     except LookupError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"revoked {info.id} ({info.name})")
+
+
+def _user_store(ctx: click.Context):  # -> web.users.UserStore
+    from web.users import UserStore
+
+    return UserStore(_database(ctx))
+
+
+@cli.group("users")
+def users() -> None:
+    """Portal accounts (creators log in to sign, generate and manage their API keys)."""
+
+
+@users.command("create")
+@click.option("--email", required=True, help="The account's email (its login).")
+@click.pass_context
+def users_create(ctx: click.Context, email: str) -> None:
+    """Create an account. The password is asked twice, hidden; when stdin is not a terminal its
+    first line is the password (``printf '%s\\n' "$PW" | manage.py users create --email E``)."""
+    from web.users import AccountError
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        user = _user_store(ctx).create(email, password)
+    except AccountError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"created user {user.email} (id {user.id})")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def users_list(ctx: click.Context, as_json: bool) -> None:
+    """List accounts: id, email, created, state (never a password hash)."""
+    accounts = _user_store(ctx).list()
+    if as_json:
+        click.echo(json.dumps([u.to_dict() for u in accounts], indent=2))
+        return
+    for u in accounts:
+        click.echo(f"{u.id}  {u.created_at:%Y-%m-%d}  {'disabled' if u.disabled else 'active':8}  {u.email}")
+
+
+def _set_disabled(ctx: click.Context, email: str, disabled: bool) -> None:
+    try:
+        user = _user_store(ctx).set_disabled(email, disabled)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"{'disabled' if user.disabled else 'enabled'} {user.email}")
+
+
+@users.command("disable")
+@click.argument("email")
+@click.pass_context
+def users_disable(ctx: click.Context, email: str) -> None:
+    """Disable an account: its sessions end and its API keys are refused (until `users enable`)."""
+    _set_disabled(ctx, email, True)
+
+
+@users.command("enable")
+@click.argument("email")
+@click.pass_context
+def users_enable(ctx: click.Context, email: str) -> None:
+    """Enable a disabled account again (its API keys work again too)."""
+    _set_disabled(ctx, email, False)
 
 
 # The pipeline's commands: worker, jobs list|show|cancel|verify|sign|generate|requeue, db upgrade|current.
