@@ -28,6 +28,8 @@ ENV_PREFIX = "VERIFRAME_"
 # Conventional variables honoured as well; VERIFRAME_<KEY> still wins when both are set.
 ENV_ALIASES = {"database_url": "DATABASE_URL", "broker_url": "CELERY_BROKER_URL"}
 CONFIG_FILE = "config.toml"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 SECRETS_FILE = "secrets.toml"
 SETTINGS_VERSION = 1
 
@@ -94,6 +96,14 @@ class Settings:
     api_max_wait_s: float = 30.0
     web_public_verify: bool = True
     api_batch_max_files: int = 20  # files one POST /verifications/batch may carry
+    # Portal accounts: whether anyone may sign up on the login page ("auto": only on the embedded
+    # single-machine default, i.e. when no database_url is set; true/false to decide), log-in and
+    # sign-up attempts per client address (a token bucket), and whether the session cookie is
+    # sent over HTTPS only (turn on behind TLS).
+    web_signup: str = "auto"
+    web_login_rate_per_minute: int = 10
+    web_login_rate_burst: int = 5
+    web_secure_cookies: bool = False
     # Webhooks (docs/webhooks.md): attempts per event and the first retry's delay (each later one
     # waits 3x longer: 30 s, 90 s, ... about an hour over 6 attempts), how long a receiver may take
     # to answer, and whether plain-http callbacks to loopback are allowed (tests, local development).
@@ -125,6 +135,14 @@ class Settings:
         return url
 
     @property
+    def signup_open(self) -> bool:
+        """Whether the portal lets visitors create accounts (see ``web_signup``)."""
+        value = self.web_signup.strip().lower()
+        if value == "auto":
+            return not self.database_url.strip()
+        return value in TRUE_WORDS
+
+    @property
     def config_path(self) -> Path:
         return self.instance / CONFIG_FILE
 
@@ -147,9 +165,9 @@ def _coerce(name: str, raw: object, kind: type) -> object:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
+            if text in TRUE_WORDS:
                 return True
-            if text in {"0", "false", "no", "off"}:
+            if text in FALSE_WORDS:
                 return False
             raise ValueError(text)
         if kind is int:
@@ -231,12 +249,14 @@ def _validate(s: Settings) -> None:
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
     for name in ("web_max_upload_bytes", "api_rate_per_minute", "api_rate_burst", "ip_rate_per_minute",
-                 "api_batch_max_files", "webhook_max_attempts"):
+                 "api_batch_max_files", "webhook_max_attempts", "web_login_rate_per_minute", "web_login_rate_burst"):
         if getattr(s, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     for name in ("webhook_retry_base_s", "webhook_timeout_s"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
+    if s.web_signup.strip().lower() not in TRUE_WORDS | FALSE_WORDS | {"auto"}:
+        raise ConfigError("setting 'web_signup' must be auto, true or false")
     if s.api_max_wait_s < 0:
         raise ConfigError("setting 'api_max_wait_s' must not be negative")
     if s.job_stale_after_s <= 2 * s.job_heartbeat_s:

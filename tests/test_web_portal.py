@@ -1,27 +1,17 @@
 """The portal with the Flask test client: pages, CSRF, the public verify flow, creators' pages,
-security headers, the report page and its exports, the API-key CLI."""
+security headers, the report page and its exports, the API-key CLI. (Accounts and the API keys
+page: test_web_accounts.py.)"""
 
 from __future__ import annotations
 
 import io
 import json
-import re
 
 import pytest
-from web_helpers import WebEnv
+from web_helpers import WebEnv, log_in, token
 
 
-def token(client, page: str = "/verify") -> str:
-    html = client.get(page).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def sign_in(client, env: WebEnv, who: str = "alice") -> None:
-    response = client.post("/key", data={"csrf_token": token(client, "/key"), "key": env.keys[who]})
-    assert response.status_code == 303
-
-
-@pytest.mark.parametrize("page", ["/verify", "/sign", "/generate", "/jobs", "/key"])
+@pytest.mark.parametrize("page", ["/verify", "/sign", "/generate", "/jobs", "/keys", "/login", "/signup"])
 def test_pages_render_with_security_headers(client, page: str) -> None:
     response = client.get(page, follow_redirects=True)
     assert response.status_code == 200 and response.mimetype == "text/html"
@@ -76,19 +66,22 @@ def test_script_uploads_get_json_and_problems_are_readable(client, env: WebEnv) 
     assert bad.status_code == 415 and "not a video or image" in bad.get_data(as_text=True)
 
 
-def test_creators_pages_need_a_key_with_the_scope(client, env: WebEnv) -> None:
+def test_creators_pages_need_an_account(client, env: WebEnv) -> None:
     form = {**env.upload(), "csrf_token": token(client), "source": "capture"}
-    assert client.post("/sign", data=form).status_code == 401
-    bad = client.post("/key", data={"csrf_token": token(client, "/key"), "key": "vf_wrong"})
-    assert bad.status_code == 401 and "not valid" in bad.get_data(as_text=True)
-    sign_in(client, env, "viewer")
-    form = {**env.upload(), "csrf_token": token(client), "source": "capture"}
-    assert client.post("/sign", data=form).status_code == 403
+    refused = client.post("/sign", data=form)
+    assert refused.status_code == 401 and 'href="/login"' in refused.get_data(as_text=True)
+    script = client.post("/generate", data={"csrf_token": token(client), "prompt": "x"},
+                         headers={"Accept": "application/json"})  # what app.js sends: a problem it can show
+    assert script.status_code == 401 and script.mimetype == "application/problem+json"
+    assert "log in first" in script.get_json()["detail"]
+    for page in ("/sign", "/generate", "/keys"):
+        response = client.get(page)
+        assert response.status_code == 302 and response.headers["Location"] == f"/login?next={page}"
 
 
-def test_sign_in_sign_and_download(client, env: WebEnv) -> None:
-    sign_in(client, env)
-    assert "Key: alice" in client.get("/sign").get_data(as_text=True)
+def test_log_in_sign_and_download(client, env: WebEnv) -> None:
+    log_in(client, env)
+    assert "alice@example.com" in client.get("/sign").get_data(as_text=True)
     env.pipeline.inline = True
     response = client.post("/sign", data={**env.upload("beach.mp4"), "csrf_token": token(client, "/sign"),
                                           "source": "edit", "title": "Beach"})
@@ -109,7 +102,7 @@ def test_sign_in_sign_and_download(client, env: WebEnv) -> None:
 
 
 def test_generation_without_checkpoint_shows_the_stored_error(client, env: WebEnv) -> None:
-    sign_in(client, env)
+    log_in(client, env)
     env.pipeline.inline = True
     response = client.post("/generate", data={"csrf_token": token(client, "/generate"), "prompt": "a lighthouse",
                                               "width": "96", "height": "64", "steps": "2", "seed": ""})
@@ -120,23 +113,14 @@ def test_generation_without_checkpoint_shows_the_stored_error(client, env: WebEn
     assert bad.status_code == 400
 
 
-def test_cancel_from_the_job_page_and_sign_out(client, env: WebEnv) -> None:
-    sign_in(client, env, "bob")
+def test_cancel_from_the_job_page_and_log_out(client, env: WebEnv) -> None:
+    log_in(client, env, "bob")
     response = client.post("/generate", data={"csrf_token": token(client, "/generate"), "prompt": "slow"})
     job_url = response.headers["Location"]
     assert client.post(f"{job_url}/cancel", data={"csrf_token": token(client)}).status_code == 303
     assert "Cancelled" in client.get(job_url).get_data(as_text=True)
-    client.post("/key", data={"csrf_token": token(client, "/key"), "action": "sign-out"})
+    assert client.post("/logout", data={"csrf_token": token(client)}).status_code == 303
     assert client.get(job_url).status_code == 404  # an anonymous visitor does not see bob's jobs
-
-
-def test_revoking_a_key_signs_its_sessions_out(client, env: WebEnv) -> None:
-    keys = env.app().extensions["veriframe.web"].keys
-    info, key, _ = keys.create("short-lived", "sign")
-    client.post("/key", data={"csrf_token": token(client, "/key"), "key": key})
-    assert "Key: short-lived" in client.get("/sign").get_data(as_text=True)
-    keys.revoke(info.id)
-    assert "Key: short-lived" not in client.get("/sign").get_data(as_text=True)
 
 
 def test_apikeys_cli_creates_lists_and_revokes(env: WebEnv, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""Shared pieces of the web tests: an instance, a pipeline whose jobs run when the test says, keys, clips.
+"""Shared pieces of the web tests: an instance, a pipeline whose jobs run when the test says, keys,
+portal users, clips.
 
 Jobs run through the real runner (``pipeline.runner.execute``: claim, workflow, finish) in the
 test's process instead of a Celery worker, so the web layer is tested against real jobs, real
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ class WebEnv:
     clip: Path
     keys: dict[str, str] = dataclasses.field(default_factory=dict)
     webhook_secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    accounts: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     def app(self, **overrides: Any):
         from web import create_app
@@ -64,6 +67,16 @@ class WebEnv:
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    def account(self, who: str) -> tuple[str, str]:
+        """The email and password of portal user ``who`` (created on first use)."""
+        if who not in self.accounts:
+            from web.users import UserStore
+
+            email, password = f"{who}@example.com", f"{who}-correct-horse"
+            UserStore(self.pipeline.runtime.engine).create(email, password)
+            self.accounts[who] = (email, password)
+        return self.accounts[who]
 
     def upload(self, name: str = "clip.mp4", data: bytes | None = None) -> dict[str, Any]:
         return {"file": (io.BytesIO(self.clip.read_bytes() if data is None else data), name)}
@@ -88,3 +101,17 @@ def make_env(root: Path) -> WebEnv:
         new = store.create(who, scopes, owner=who)
         env.keys[who], env.webhook_secrets[who] = new.key, new.webhook_secret
     return env
+
+
+def token(client, page: str = "/verify") -> str:
+    """The CSRF token of a portal page's forms (for this client's session)."""
+    html = client.get(page).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def log_in(client, env: WebEnv, who: str = "alice") -> None:
+    """Log ``client`` in as portal user ``who`` through the log-in form."""
+    email, password = env.account(who)
+    response = client.post("/login", data={"csrf_token": token(client, "/login"), "email": email,
+                                           "password": password})
+    assert response.status_code == 303

@@ -8,6 +8,7 @@ so sessions survive restarts and every process of the instance shares it.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass
@@ -25,20 +26,23 @@ EXTENSION_KEY = "veriframe.web"
 
 @dataclass
 class WebState:
-    """What the blueprints share: the API key store and the rate limiter."""
+    """What the blueprints share: the API key and user stores (made on first use) and the rate limiter."""
 
     settings: Settings
     pipeline: Any  # pipeline.Pipeline
     limiter: Any  # web.ratelimit.MemoryLimiter | RedisLimiter
-    _keys: Any = None
 
-    @property
+    @functools.cached_property
     def keys(self):  # -> web.apikeys.KeyStore
-        if self._keys is None:
-            from .apikeys import KeyStore
+        from .apikeys import KeyStore
 
-            self._keys = KeyStore(self.pipeline.runtime.engine)
-        return self._keys
+        return KeyStore(self.pipeline.runtime.engine)
+
+    @functools.cached_property
+    def users(self):  # -> web.users.UserStore
+        from .users import UserStore
+
+        return UserStore(self.pipeline.runtime.engine)
 
 
 def package_version() -> str:
@@ -79,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None, *, pipeline: Any = None) ->
         MAX_CONTENT_LENGTH=settings.web_max_upload_bytes,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web_secure_cookies,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
     )
     app.config.from_prefixed_env()
@@ -98,11 +103,13 @@ def create_app(config: dict[str, Any] | None = None, *, pipeline: Any = None) ->
     from pipeline.representation import API_ROOT
 
     from . import errors
+    from .account import bp as account_bp
     from .api import bp as api_bp
     from .portal import bp as portal_bp
 
     errors.init_app(app)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(api_bp, url_prefix=API_ROOT)  # where the job links (and webhooks) point
 
     @app.after_request

@@ -1,4 +1,5 @@
-"""Error handlers: RFC 9457 ``application/problem+json`` under ``/api/``, a small HTML page elsewhere.
+"""Error handlers: RFC 9457 ``application/problem+json`` under ``/api/`` (and for a portal request that
+asks for JSON), a small HTML page elsewhere.
 
 Library errors map to statuses here, once: a missing (or someone else's) job is 404, bad job
 parameters 400, media we do not read 415, media over a limit 413.
@@ -43,7 +44,8 @@ def status_for(exc: BaseException) -> int | None:
 
 
 def _wants_problem() -> bool:
-    return request.path.startswith("/api/")
+    """JSON for the API, and for the portal's script (app.js asks for JSON); HTML for pages."""
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
 def problem_body(code: int, detail: str, *, title: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -1,31 +1,28 @@
-"""Server-rendered portal pages: verify, sign, generate, jobs, and signing in with an API key.
+"""Server-rendered portal pages: verify, sign, generate, jobs.
 
 Every page works without JavaScript (forms post, a running job's page refreshes itself);
 ``static/app.js`` adds drag and drop, upload progress and live job progress on top.
-Who the visitor is: a creator who entered an API key once (the session keeps the key's id and
-re-checks it on each request, so revoking the key signs them out), or, when ``web_public_verify``
-is on, an anonymous visitor whose jobs belong to their session alone.
+Who the visitor is (``web.identity``): a logged-in user, whose jobs are also those made with
+their API keys, or, when ``web_public_verify`` is on, an anonymous visitor who may verify and
+whose jobs belong to their session alone. Signing and generating need an account
+(``web.account``).
 """
 
 from __future__ import annotations
 
-import hmac
 import io
 import json
-import secrets
 from typing import Any
 
 from flask import (
     Blueprint,
     Response,
     abort,
-    flash,
     jsonify,
     redirect,
     render_template,
     request,
     send_file,
-    session,
     url_for,
 )
 
@@ -33,62 +30,22 @@ from pipeline.models import JobState
 from pipeline.representation import clean_report
 
 from . import web_state
-from .api import client_address, generation_request, manifest_of, rate_limit
+from .api import generation_request, manifest_of
 from .errors import Problem
+from .identity import csrf_token, current_user, login_required, login_url, protect_forms, visitor_owner
 from .report_view import present
 from .uploads import received
 
 bp = Blueprint("portal", __name__, static_folder="static", static_url_path="/static")
 
 
-# --- who is visiting, CSRF ------------------------------------------------------------------------
-
-
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def current_key():  # -> KeyInfo | None
-    key_id = session.get("key_id")
-    if not key_id:
-        return None
-    key = web_state().keys.get(key_id)
-    if key is None or not key.active:
-        session.pop("key_id", None)
-        return None
-    return key
-
-
-def visitor_owner(scope: str | None = None) -> str:
-    """The owner whose jobs this visitor sees; 403/redirect-worthy Problem when not allowed."""
-    key = current_key()
-    if key is not None:
-        if scope is not None and scope not in key.scopes:
-            raise Problem(403, f"your API key lacks the '{scope}' scope")
-        return key.owner
-    if scope in (None, "verify") and web_state().settings.web_public_verify:
-        if "anon" not in session:
-            session["anon"] = secrets.token_hex(16)
-        return f"portal:{session['anon']}"
-    raise Problem(401, "enter an API key first (Key page)")
+bp.before_request(protect_forms)
 
 
 @bp.app_context_processor
 def inject() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "signed_in_key": current_key}
-
-
-@bp.before_request
-def protect() -> None:
-    if request.method == "POST":
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-        if not hmac.compare_digest(sent, session.get("csrf", "")) or not sent:
-            raise Problem(400, "the form expired or did not come from this site; reload the page and try again",
-                          title="Bad Request")
-        settings = web_state().settings
-        rate_limit(f"ip:{client_address()}", settings.ip_rate_per_minute, settings.api_rate_burst)
+    return {"csrf_token": csrf_token, "current_user": current_user,
+            "signup_open": web_state().settings.signup_open}
 
 
 def _created(job_id: str) -> Response:
@@ -109,18 +66,21 @@ def index():
 
 @bp.get("/verify")
 def verify_page():
-    return render_template("verify.html", public=web_state().settings.web_public_verify)
+    if not web_state().settings.web_public_verify and current_user() is None:
+        return redirect(login_url())
+    return render_template("verify.html")
 
 
 @bp.post("/verify")
 def verify_submit():
-    owner = visitor_owner("verify")
+    owner = visitor_owner()
     with received(request.files.get("file"), web_state().settings) as upload:
         view = web_state().pipeline.submit_verify(upload.path, filename=upload.filename, owner=owner)
     return _created(view.id)
 
 
 @bp.get("/sign")
+@login_required
 def sign_page():
     return render_template("sign.html")
 
@@ -129,7 +89,7 @@ def sign_page():
 def sign_submit():
     from pipeline.work import SOURCES
 
-    owner = visitor_owner("sign")
+    owner = visitor_owner(creator=True)
     source = request.form.get("source", "capture")
     if source not in SOURCES:
         raise Problem(400, "choose how the clip was made")
@@ -142,6 +102,7 @@ def sign_submit():
 
 
 @bp.get("/generate")
+@login_required
 def generate_page():
     return render_template("generate.html")
 
@@ -164,7 +125,7 @@ def _form_generation() -> dict[str, Any]:
 
 @bp.post("/generate")
 def generate_submit():
-    owner = visitor_owner("generate")
+    owner = visitor_owner(creator=True)
     params = _form_generation()
     prompt, include_prompt = params.pop("prompt"), params.pop("include_prompt", False)
     view = web_state().pipeline.submit_generate(prompt, owner=owner, include_prompt=include_prompt, **params)
@@ -176,7 +137,7 @@ def jobs():
     try:
         owner = visitor_owner()
     except Problem:
-        return redirect(url_for("portal.keys"))
+        return redirect(login_url())
     page = max(0, request.args.get("page", 0, type=int) or 0)
     views = web_state().pipeline.list_jobs(owner=owner, limit=26, offset=page * 25)
     return render_template("jobs.html", jobs=views[:25], page=page, more=len(views) > 25)
@@ -237,21 +198,3 @@ def job_manifest(job_id: str):
 def job_cancel(job_id: str):
     web_state().pipeline.cancel(job_id, owner=visitor_owner())
     return redirect(url_for("portal.job", job_id=job_id), code=303)
-
-
-@bp.route("/key", methods=["GET", "POST"])
-def keys():
-    if request.method == "POST":
-        if request.form.get("action") == "sign-out":
-            session.pop("key_id", None)
-            flash("Signed out.")
-            return redirect(url_for("portal.keys"), code=303)
-        key = web_state().keys.authenticate((request.form.get("key") or "").strip())
-        if key is None:
-            flash("That API key is not valid (or was revoked).", "error")
-            return render_template("keys.html"), 401
-        session.clear()  # a new identity gets a new session (and CSRF token)
-        session["key_id"] = key.id
-        flash(f"Signed in with key “{key.name}”.")
-        return redirect(url_for("portal.jobs"), code=303)
-    return render_template("keys.html")
