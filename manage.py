@@ -376,8 +376,11 @@ def _generator_train_command(kind: str, default_config: str):  # -> click.Comman
     @click.option("--max-minutes", type=click.FloatRange(0.1), default=None,
                   help="Checkpoint and stop after this long (resume later with --resume).")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available).")
+    @click.option("--export", "export_now", is_flag=True,
+                  help="With --resume: write the model from the last checkpoint (EMA weights) now, without training.")
     def command(config: str, out: Path, resume: bool, steps: int | None, data: str | None, autoencoder: str | None,
-                workers: int | None, sets: tuple[str, ...], max_minutes: float | None, device: str | None) -> None:
+                workers: int | None, sets: tuple[str, ...], max_minutes: float | None, device: str | None,
+                export_now: bool) -> None:
         from generator.train import TrainError, load_config, train as run_training
 
         overrides: dict = {}
@@ -392,10 +395,16 @@ def _generator_train_command(kind: str, default_config: str):  # -> click.Comman
         for key, value in (("steps", steps), ("data", data), ("autoencoder", autoencoder), ("workers", workers)):
             if value is not None:
                 overrides[key] = str(Path(value).resolve()) if key == "autoencoder" else value
-        cfg, base = load_config(config, overrides)
+        if resume and config == default_config:  # continue the run as it was configured
+            from generator.train import TrainConfig, saved_config
+
+            cfg, base = TrainConfig.from_dict({**saved_config(out), **overrides}), None
+        else:
+            cfg, base = load_config(config, overrides)
         if cfg.kind != kind:
             raise TrainError(f"config {config!r} trains a {cfg.kind}, not a {kind}")
-        result = run_training(cfg, out, resume=resume, base=base, device=device, max_minutes=max_minutes)
+        result = run_training(cfg, out, resume=resume, base=base, device=device, max_minutes=max_minutes,
+                              export_now=export_now)
         click.echo(str(result))
 
     command.__doc__ = f"Train the generator's {kind} (Shapes world by default, or your own captioned videos)."

@@ -253,6 +253,15 @@ def _read_state(path: Path) -> tuple[dict, dict[str, Tensor]]:
     return meta, tensors
 
 
+def saved_config(out: str | os.PathLike[str]) -> dict:
+    """The config dict a run folder's state was written with (what `--resume` continues)."""
+    path = Path(out) / STATE_FILE
+    if not path.is_file():
+        raise TrainError(f"nothing to resume: {path} does not exist")
+    meta, _ = _read_state(path)
+    return json.loads(meta["config"])
+
+
 def _load_state(tensors: dict[str, Tensor], model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> None:
     def part(prefix: str) -> dict[str, Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -304,12 +313,13 @@ def _distributed() -> tuple[int, int]:
 
 def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False, base: Path | None = None,
           device: str | None = None, progress: bool = True, stop_after: int | None = None,
-          max_minutes: float | None = None) -> Path:
+          max_minutes: float | None = None, export_now: bool = False) -> Path:
     """Run (or resume) a training run into `out`; returns the exported model path (or `out` when the
     run stopped before its last step).
 
     `stop_after` (steps) or `max_minutes` end this call early with a checkpoint, which is how a long
-    recipe is split into sessions; `--resume` continues it exactly."""
+    recipe is split into sessions; `--resume` continues it exactly. `export_now` (with `resume`)
+    writes the model from the last checkpoint's EMA weights without training."""
     out = Path(out)
     rank, world = _distributed()
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -342,6 +352,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
         _load_state(tensors, model, ema, opt)
         step = int(meta["step"])
         log.info("resumed %s at step %d", state_path, step)
+    if export_now:
+        if not resume:
+            raise TrainError("--export needs --resume: it exports the run's last checkpoint")
+        return export(out, cfg, ema, ae, dev) if rank == 0 else out
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if dev.type == "cuda" else None)

@@ -148,6 +148,15 @@ def test_train_both_stages_and_generate_from_the_command_line(tmp_path: Path) ->
     assert ae.is_file() and (tmp_path / "ae" / "loss.png").is_file() and list((tmp_path / "ae" / "samples").glob("*.png"))
     again = _manage(tmp_path, "train", "autoencoder", "--config", "smoke-ae", "--out", "ae")
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    # A later session continues the run as it was configured (no --config), to a larger --steps.
+    r = _manage(tmp_path, "train", "autoencoder", "--out", "ae", "--resume", "--steps", "3")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["step"] for x in (tmp_path / "ae" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    before = ae.stat().st_mtime_ns
+    r = _manage(tmp_path, "train", "autoencoder", "--out", "ae", "--resume", "--export")
+    assert r.returncode == 0 and ae.stat().st_mtime_ns != before, r.stderr
+    r = _manage(tmp_path, "train", "autoencoder", "--out", "ae", "--export")
+    assert r.returncode == 2 and "--resume" in r.stderr
     wrong = _manage(tmp_path, "train", "dit", "--config", "smoke-ae", "--out", "x")
     assert wrong.returncode == 2 and "not a dit" in wrong.stderr
     r = _manage(tmp_path, "train", "dit", "--config", "smoke-dit", "--out", "gen", "--autoencoder", str(ae),
