@@ -2,13 +2,14 @@
 
 Public API:
 - `analyse_file(path, limits, model=None) -> DetectorReport` (detector scores + signals for one file)
+- `ClipAnalysis(path, info, model=None)` (the same, fed by a decode pass the caller shares with other checks)
 - `verdict(report, detector_result, signals) -> Verdict` (pure; all evidence -> one label with reasons)
 - `train_detector(...)`, `evaluate_detector(...)` (train/eval on a labelled folder or CSV)
 - `build_model`, `DetectorConfig`, `DETECTOR_MODELS` (the model factory and its registered presets)
 - `load_checkpoint`, `save_checkpoint`, `Calibration`, `residual`
 """
 
-from .analyse import DetectorReport, DetectorResult, analyse_file, default_detector
+from .analyse import ClipAnalysis, DetectorReport, DetectorResult, analyse_file, default_detector
 from .calibration import Calibration, calibrate, threshold_at_fpr
 from .checkpoint import CheckpointError, LoadedDetector, load_checkpoint, save_checkpoint
 from .evaluate import evaluate_detector
@@ -24,6 +25,7 @@ __all__ = [
     "LABELS",
     "Calibration",
     "CheckpointError",
+    "ClipAnalysis",
     "DetectorConfig",
     "DetectorReport",
     "DetectorResult",

@@ -1,20 +1,22 @@
 """Analyse one file: detector scores (per frame, per clip, a patch heatmap) and the forensic signals.
 
 One decode pass (through `media`) converts only the frames the plan needs: the model's frames to
-RGB, the temporal windows to luma. The default model loads lazily, once per process, from
-``weights/detector/detector.safetensors`` (or ``$VERIFRAME_DETECTOR_WEIGHTS``).
+RGB, the temporal windows to luma. `ClipAnalysis` lets a caller share that pass with other checks
+(``provenance.credentials.verify_clip`` reads the watermark's frames in it too). The default model
+loads lazily, once per process, from ``weights/detector/detector.safetensors`` (or
+``$VERIFRAME_DETECTOR_WEIGHTS``).
 
 Wiring into ``provenance.credentials.verify_clip``::
 
-    from detector import analyse_file, verdict
-    analysis = analyse_file(path, settings.media_limits)
-    out = {..., **analysis.to_dict()}          # adds "detector" and "artifacts"
-    out["verdict"] = verdict(out, analysis.detector, analysis.signals).to_dict()
+    from detector import ClipAnalysis, verdict
+    analysis = ClipAnalysis(path, info)        # then feed_frames(path, limits, [*analysis.requests(), ...])
+    report = analysis.finish(decode_s)
+    out = {..., **report.to_dict()}            # adds "detector" and "artifacts"
+    out["verdict"] = verdict(out, report.detector, report.signals).to_dict()
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -26,8 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from media import MediaLimits, probe
-from media.decode import decoded_frames, to_array
+from media import Frame, FrameRequest, MediaInfo, MediaLimits, feed_frames, probe
 
 from .checkpoint import LoadedDetector, load_checkpoint
 from .sampling import crop_batch, plan_frames
@@ -114,21 +115,6 @@ def _scope(info: Any, side: int) -> list[str]:
     return reasons
 
 
-def _decode(path: Path, limits: MediaLimits, plan_model: set[int], plan_gray: set[int]) -> tuple[
-        dict[int, tuple[float, np.ndarray]], dict[int, np.ndarray]]:
-    rgb, gray = {}, {}
-    last = max(plan_model | plan_gray)
-    with contextlib.closing(decoded_frames(path, limits)) as frames:
-        for _info, _stream, index, time_s, frame in frames:
-            if index in plan_model:
-                rgb[index] = (time_s, to_array(frame, "rgb24"))
-            if index in plan_gray:
-                gray[index] = to_array(frame, "gray")
-            if index >= last:
-                break
-    return rgb, gray
-
-
 @torch.no_grad()
 def _run_model(loaded: LoadedDetector, rgb: dict[int, tuple[float, np.ndarray]]) -> DetectorResult:
     cfg, cal = loaded.config, loaded.calibration
@@ -157,35 +143,61 @@ def _run_model(loaded: LoadedDetector, rgb: dict[int, tuple[float, np.ndarray]])
     )
 
 
+class ClipAnalysis:
+    """`analyse_file` around a decode pass that the caller runs, so that one pass can serve other checks
+    too: `requests()` names the frames (RGB for the model, luma for the temporal windows), the pass
+    hands them over, `finish()` computes the report. Only the planned frames are kept."""
+
+    def __init__(self, path: str | os.PathLike[str], info: MediaInfo,
+                 model: LoadedDetector | str | os.PathLike[str] | None = None):
+        self.path, self.info = Path(path), info
+        self.loaded = default_detector() if model is None else model if isinstance(model, LoadedDetector) \
+            else load_checkpoint(model)
+        self.plan = plan_frames(info.frame_count or 1, self.loaded.config.frames if self.loaded else 8)
+        self.rgb: dict[int, tuple[float, np.ndarray]] = {}
+        self.gray: dict[int, np.ndarray] = {}
+
+    def requests(self) -> list[FrameRequest]:
+        return [FrameRequest("rgb24", self.plan.model, self._take_rgb),
+                FrameRequest("gray", {i for w in self.plan.windows for i in w}, self._take_gray)]
+
+    def _take_rgb(self, frame: Frame) -> None:
+        self.rgb[frame.index] = (frame.time_s, frame.array)
+
+    def _take_gray(self, frame: Frame) -> None:
+        self.gray[frame.index] = frame.array
+
+    def finish(self, decode_s: float) -> DetectorReport:
+        """The report, once the pass is over; ``decode_s`` is what reading the frames took."""
+        loaded, rgb, gray, plan, timings = self.loaded, self.rgb, self.gray, self.plan, {"decode": decode_s}
+        scope_reasons = _scope(self.info, loaded.config.crop if loaded else 64)
+        t = time.perf_counter()
+        lumas = [np.dot(rgb[i][1][..., :3], np.float32([0.299, 0.587, 0.114])).astype(np.float32)
+                 for i in sorted(rgb)]
+        windows = [np.stack([gray[i].astype(np.float32) for i in w if i in gray]) for w in plan.windows
+                   if all(i in gray for i in w)]
+        signals = compute_signals(self.path, frames=lumas, windows=windows, container=self.info.container,
+                                  codec=self.info.video_codec)
+        timings["signals"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result: DetectorResult | None = None
+        if loaded is not None:
+            if scope_reasons or not rgb:
+                result = DetectorResult(loaded.model_id, False, scope_reasons or ["no frame decoded"])
+            else:
+                result = _run_model(loaded, rgb)
+        timings["detector"] = time.perf_counter() - t
+        timings["total"] = sum(timings.values())
+        return DetectorReport(result, signals, scope_reasons or ([] if loaded else ["no detector weights installed"]),
+                              {k: round(v, 3) for k, v in timings.items()})
+
+
 def analyse_file(path: str | os.PathLike[str], limits: MediaLimits = MediaLimits(),
                  model: LoadedDetector | str | os.PathLike[str] | None = None) -> DetectorReport:
     """Detector scores and forensic signals for one clip or still; ``model`` is a loaded detector, a
     checkpoint path, or None for the installed default (absent weights leave ``detector`` None)."""
-    path, timings = Path(path), {}
     began = time.perf_counter()
-    info = probe(path, limits)
-    loaded = default_detector() if model is None else model if isinstance(model, LoadedDetector) \
-        else load_checkpoint(model)
-    frames_wanted = loaded.config.frames if loaded else 8
-    side = loaded.config.crop if loaded else 64
-    plan = plan_frames(info.frame_count or 1, frames_wanted)
-    scope_reasons = _scope(info, side)
-    rgb, gray = _decode(path, limits, set(plan.model), {i for w in plan.windows for i in w})
-    timings["decode"] = time.perf_counter() - began
-    t = time.perf_counter()
-    lumas = [np.dot(rgb[i][1][..., :3], np.float32([0.299, 0.587, 0.114])).astype(np.float32) for i in sorted(rgb)]
-    windows = [np.stack([gray[i].astype(np.float32) for i in w if i in gray]) for w in plan.windows
-               if all(i in gray for i in w)]
-    signals = compute_signals(path, frames=lumas, windows=windows, container=info.container, codec=info.video_codec)
-    timings["signals"] = time.perf_counter() - t
-    t = time.perf_counter()
-    result: DetectorResult | None = None
-    if loaded is not None:
-        if scope_reasons or not rgb:
-            result = DetectorResult(loaded.model_id, False, scope_reasons or ["no frame decoded"])
-        else:
-            result = _run_model(loaded, rgb)
-    timings["detector"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - began
-    return DetectorReport(result, signals, scope_reasons or ([] if loaded else ["no detector weights installed"]),
-                          {k: round(v, 3) for k, v in timings.items()})
+    analysis = ClipAnalysis(path, probe(path, limits), model)
+    # Alone, nothing needs the frames after the last planned one (verify_clip's shared pass reads on).
+    feed_frames(path, limits, analysis.requests(), stop_when_done=True)
+    return analysis.finish(time.perf_counter() - began)

@@ -4,7 +4,7 @@ Every reader checks `MediaLimits` from headers before decoding and again frame b
 decoding; every writer is atomic. Errors are `MediaError` subclasses with one-line messages.
 """
 
-from .decode import Frame, iter_frames, read_frames
+from .decode import Frame, FrameRequest, feed_frames, iter_frames, read_frames
 from .encode import VideoWriter, transcode, write_image
 from .errors import (
     CorruptMediaError,
@@ -21,6 +21,7 @@ __all__ = [
     "CorruptMediaError",
     "EmptyMediaError",
     "Frame",
+    "FrameRequest",
     "LimitExceededError",
     "MediaError",
     "MediaInfo",
@@ -28,6 +29,7 @@ __all__ = [
     "NoVideoStreamError",
     "UnsupportedMediaError",
     "VideoWriter",
+    "feed_frames",
     "iter_frames",
     "probe",
     "read_frames",

@@ -2,6 +2,7 @@
 
 Conversion to numpy is the expensive part, so `sample=` still decodes every frame but converts only the
 chosen ones, and `fmt="gray"` copies the Y plane of 8-bit YUV frames without any colour conversion.
+`feed_frames` serves several consumers from one decode pass, each with its own frames and format.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,7 +105,7 @@ def iter_frames(
     with contextlib.closing(decoded_frames(path, limits)) as frames:  # closes the file on early exit
         for info, _stream, index, time_s, frame in frames:
             if picks is None and sample is not None:
-                picks = _sample_indices(path, info, sample, start_s, end_s)
+                picks = sample_indices(path, info, sample, start_s, end_s)
             if end_s is not None and time_s >= end_s and not info.is_still:
                 return
             if (start_s is not None and time_s < start_s) or (picks is not None and index not in picks):
@@ -113,6 +114,53 @@ def iter_frames(
             yielded += 1
             if max_frames is not None and yielded >= max_frames:
                 return
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One consumer of a shared decode pass: the frames `indices`, converted to `fmt`, handed to `take`
+    in decode order. The consumer keeps only what it needs, so memory is the consumers', not the clip's."""
+
+    fmt: FrameFormat
+    indices: Collection[int]
+    take: Callable[[Frame], None]
+
+
+def feed_frames(
+    path: str | os.PathLike[str],
+    limits: MediaLimits,
+    requests: Sequence[FrameRequest],
+    *,
+    stop_when_done: bool = False,
+) -> None:
+    """Decode `path` once and hand every request its frames, so checks that sample a clip differently
+    (the watermark's luma, the detector's RGB) need not decode it once each.
+
+    A frame two requests want in one format is converted once and shared: arrays are read-only. Like
+    `iter_frames`, every frame is decoded and checked against `limits` to the clip's end (headers can
+    hide frames past their count); `stop_when_done` stops after the last requested frame instead.
+    """
+    for request in requests:
+        if request.fmt not in ("rgb24", "gray", "yuv420p"):
+            raise ValueError(f"unknown frame format {request.fmt!r}; use rgb24, gray or yuv420p")
+    wanted = [(frozenset(r.indices), r) for r in requests]
+    last = max((max(indices) for indices, _ in wanted if indices), default=-1)
+    with contextlib.closing(decoded_frames(path, limits)) as frames:
+        for _info, _stream, index, time_s, frame in frames:
+            converted: dict[str, Frame] = {}
+            for indices, request in wanted:
+                if index in indices:
+                    if request.fmt not in converted:
+                        converted[request.fmt] = Frame(index, time_s, _read_only(to_array(frame, request.fmt)))
+                    request.take(converted[request.fmt])
+            if stop_when_done and index >= last:
+                return
+
+
+def _read_only(array: np.ndarray | Planes) -> np.ndarray | Planes:
+    for plane in array if isinstance(array, tuple) else (array,):
+        plane.flags.writeable = False
+    return array
 
 
 def read_frames(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS, **kwargs) -> list[Frame]:
@@ -134,9 +182,12 @@ def to_array(frame: av.VideoFrame, fmt: FrameFormat) -> np.ndarray | Planes:
     return frame.to_ndarray(format="rgb24")
 
 
-def _sample_indices(
-    path: str | os.PathLike[str], info: MediaInfo, sample: int, start_s: float | None, end_s: float | None
+def sample_indices(
+    path: str | os.PathLike[str], info: MediaInfo, sample: int, start_s: float | None = None,
+    end_s: float | None = None,
 ) -> set[int]:
+    """The frames `iter_frames(..., sample=sample)` picks: at most `sample` spread uniformly over
+    [start_s, end_s), from the header's frame count (or a packet count when the header has none)."""
     total = info.frame_count or _count_packets(path)
     first, last = 0, total - 1
     if info.fps and not info.is_still:

@@ -5,6 +5,7 @@
 signed file's hash. ``verify_clip`` reads the embedded manifest, looks for the watermark and,
 when the manifest is gone but the mark decodes, validates the stored manifest against the clip
 (``recovered``; "altered since signing" when only the hard binding fails, as after a re-encode).
+The watermark and the AI-origin detector read their frames from one decode pass (`scan_frames`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ from __future__ import annotations
 import logging
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from media import probe
+from media import MediaInfo, MediaLimits, feed_frames, probe
 from settings import Settings
 from storage import sha256_file
 
 from .c2pa import TrustConfig, local_signer, sign_file, verify_file
 from .manifest_store import ManifestStore
-from .watermark import ALGORITHM
-from .watermark.video import detect_for_instance, embed_for_instance
+from .watermark import ALGORITHM, DetectionResult
+from .watermark.video import WatermarkScan, embed_for_instance, scan_for_instance
+
+if TYPE_CHECKING:  # the detector is optional: imported where it is used, see _start_detector
+    from detector import ClipAnalysis, DetectorReport
 
 log = logging.getLogger(__name__)
 REPORT_VERSION = 2  # 2: detector, artifacts and verdict sections
@@ -77,11 +82,13 @@ def issue_credentials(settings: Settings, src: Path, dst: Path, *, source: str, 
 
 def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ...] = (),
                 allowed_ekus: Path | None = None) -> dict[str, Any]:
-    """The full provenance report of one file: file facts, C2PA, watermark, recovery."""
+    """The full provenance report of one file: file facts, C2PA, watermark, recovery, AI-origin detector."""
     info = probe(path, settings.media_limits)
     trust = trust_config(settings, extra_anchors, allowed_ekus)
     report = verify_file(path, trust)
-    mark = detect_for_instance(settings, path)
+    analysis = _start_detector(settings, path, info)
+    mark, detected = scan_frames(path, info, settings.media_limits, scan_for_instance(settings),
+                                 None if isinstance(analysis, dict) else analysis)
     if report.state == "absent" and mark.present and mark.payload:
         stored = ManifestStore(settings).by_payload(mark.payload)
         if stored:
@@ -89,21 +96,37 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
     c2pa = report.to_dict()
     file_facts = {"sha256": sha256_file(path).sha256, **{k: v for k, v in info.to_dict().items() if k != "path"}}
     out = {"version": REPORT_VERSION, "file": file_facts, "c2pa": c2pa, "watermark": mark.to_dict()}
-    _add_detector(settings, path, out)
+    if detected is None:
+        out["detector"] = analysis
+    else:
+        from detector import verdict
+
+        out.update(detected.to_dict())
+        out["verdict"] = verdict(out, detected.detector, detected.signals).to_dict()
     return out
 
 
-def _add_detector(settings: Settings, path: Path, report: dict[str, Any]) -> None:
-    """The AI-origin detector's sections (``detector``, ``artifacts``) and the ``verdict`` that
-    weighs all evidence; a clear note instead when it is switched off or not installed."""
+def scan_frames(path: Path, info: MediaInfo, limits: MediaLimits, mark: WatermarkScan,
+                analysis: ClipAnalysis | None = None) -> tuple[DetectionResult, DetectorReport | None]:
+    """The watermark and (given one) the AI-origin detector's analysis from one decode pass over ``path``,
+    whose probe is ``info``: each is handed the frames it samples and keeps only what it needs. The
+    pass reads to the clip's end, checking every frame against ``limits`` as the watermark's own did.
+    The detector's ``decode`` timing is the whole pass, the watermark's accumulation included."""
+    requests = [mark.request(path, info), *(analysis.requests() if analysis else ())]
+    began = time.perf_counter()
+    feed_frames(path, limits, requests)
+    decode_s = time.perf_counter() - began
+    return mark.result(), analysis.finish(decode_s) if analysis else None
+
+
+def _start_detector(settings: Settings, path: Path, info: MediaInfo) -> ClipAnalysis | dict[str, str]:
+    """The AI-origin detector, ready for the decode pass (its sections, ``detector`` and ``artifacts``,
+    and the ``verdict`` that weighs all evidence come after it); a note for the report's ``detector``
+    instead when it is switched off or not installed."""
     if not settings.verify_detector:
-        report["detector"] = {"state": "disabled", "message": "the detector is switched off (verify_detector)"}
-        return
+        return {"state": "disabled", "message": "the detector is switched off (verify_detector)"}
     try:
-        from detector import analyse_file, verdict
+        from detector import ClipAnalysis
     except ImportError as exc:
-        report["detector"] = {"state": "unavailable", "message": f"the AI-origin detector is not installed ({exc})"}
-        return
-    analysis = analyse_file(path, settings.media_limits)  # the model loads once per process
-    report.update(analysis.to_dict())
-    report["verdict"] = verdict(report, analysis.detector, analysis.signals).to_dict()
+        return {"state": "unavailable", "message": f"the AI-origin detector is not installed ({exc})"}
+    return ClipAnalysis(path, info)  # the model loads once per process

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import upgrade_instance
 
+import media.decode
+from detector import analyse_file, verdict
 from media import transcode
 from media.synthetic import make_test_clip
 from provenance.c2pa import TrustConfig, verify_file
 from provenance.credentials import issue_credentials, verify_clip
 from provenance.manifest_store import ManifestStore
+from provenance.watermark.video import detect_for_instance
 from settings import init_instance, load_settings
 
 
@@ -69,6 +72,33 @@ def test_unsigned_clip_is_absent_and_unmarked(signed) -> None:
     settings, tmp, _ = signed
     report = verify_clip(settings, tmp / "in.mp4")
     assert report["c2pa"]["state"] == "absent" and not report["watermark"]["present"]
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "in.mp4"])
+def test_verify_decodes_once_with_the_results_of_separate_passes(signed, monkeypatch, name: str) -> None:
+    """The watermark and the detector share one decode pass, and report what each finds alone."""
+    settings, tmp, _ = signed
+    path = tmp / name
+    passes = []
+    open_input = media.decode.open_input  # every decode pass opens the file here (probe has its own)
+
+    def counted(*args, **kwargs):
+        passes.append(args[0])
+        return open_input(*args, **kwargs)
+
+    monkeypatch.setattr(media.decode, "open_input", counted)
+    report = verify_clip(settings, path)
+    assert passes == [path]
+    monkeypatch.undo()
+    mark = detect_for_instance(settings, path)
+    alone = analyse_file(path, settings.media_limits)
+    assert report["watermark"] == mark.to_dict()
+    expected = alone.to_dict()
+    for section in (report["detector"], expected["detector"]):
+        assert section.pop("timings_s")["decode"] > 0
+    assert report["detector"] == expected["detector"] and report["artifacts"] == expected["artifacts"]
+    assert report["detector"]["in_scope"] and report["detector"]["frames"]  # the model did run
+    assert report["verdict"] == verdict({**report, **alone.to_dict()}, alone.detector, alone.signals).to_dict()
 
 
 def test_failed_signing_leaves_nothing(tmp_path: Path) -> None:

@@ -15,12 +15,14 @@ import pytest
 from media import (
     CorruptMediaError,
     EmptyMediaError,
+    FrameRequest,
     LimitExceededError,
     MediaError,
     MediaLimits,
     NoVideoStreamError,
     UnsupportedMediaError,
     VideoWriter,
+    feed_frames,
     iter_frames,
     probe,
     read_frames,
@@ -123,6 +125,24 @@ def test_sample_window_and_max_frames(clip: Path) -> None:
     assert len(read_frames(clip, max_frames=3)) == 3
     with pytest.raises(ValueError, match="frame format"):
         read_frames(clip, fmt="bgr")
+
+
+def test_one_pass_feeds_each_request_its_frames(clip: Path) -> None:
+    got: dict[str, list] = {"sampled": [], "rgb": [], "run": []}
+    requests = [FrameRequest("gray", {0, 8, 15, 23}, got["sampled"].append),
+                FrameRequest("rgb24", (3, 8), got["rgb"].append),
+                FrameRequest("gray", range(7, 10), got["run"].append)]
+    feed_frames(clip, MediaLimits(), requests)
+    for name, fmt, indices in (("sampled", "gray", [0, 8, 15, 23]), ("rgb", "rgb24", [3, 8]),
+                               ("run", "gray", [7, 8, 9])):
+        alone = [f for f in iter_frames(clip, fmt=fmt) if f.index in indices]
+        assert [f.index for f in got[name]] == indices
+        assert all(a.time_s == b.time_s and np.array_equal(a.array, b.array)
+                   for a, b in zip(got[name], alone, strict=True))
+    shared = got["sampled"][1]
+    assert shared is got["run"][1] and not shared.array.flags.writeable  # converted once, shared read-only
+    with pytest.raises(ValueError, match="frame format"):
+        feed_frames(clip, MediaLimits(), [FrameRequest("bgr", {0}, print)])
 
 
 def test_odd_sizes_decode(tmp_path: Path) -> None:
@@ -397,6 +417,10 @@ def test_limits_enforced_while_decoding(tmp_path: Path, out_dir: Path) -> None:
     assert probe(raw).frame_count == 0
     assert len(read_frames(raw)) == 30
     assert [f.index for f in iter_frames(raw, sample=3)] == [0, 14, 29]  # counted from packets
+    early = [FrameRequest("gray", {2}, lambda _frame: None)]
+    with pytest.raises(LimitExceededError):  # frames past the last one requested are still checked
+        feed_frames(raw, MediaLimits(max_frames=10), early)
+    feed_frames(raw, MediaLimits(max_frames=10), early, stop_when_done=True)  # unless told to stop there
     message = assert_refused_while_decoding(raw, out_dir, MediaLimits(max_frames=10))
     assert "decoded frame count 11" in message
     assert "duration" in assert_refused_while_decoding(raw, out_dir, MediaLimits(max_duration_s=0.5))

@@ -1,4 +1,8 @@
-"""Watermark files: embed while re-encoding, detect from sampled frames (I/O through media/)."""
+"""Watermark files: embed while re-encoding, detect from sampled frames (I/O through media/).
+
+`detect_file` decodes a clip itself; `WatermarkScan` is the same detection fed by a decode pass that
+another caller runs and shares (`media.feed_frames`), as ``verify_clip`` does for the detector too.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from media import MediaLimits, iter_frames, transcode
+from media import Frame, FrameRequest, MediaInfo, MediaLimits, iter_frames, transcode
+from media.decode import sample_indices
 from settings import Settings, read_secrets
 
-from .core import DetectionResult, Embedder, WatermarkConfig, detect_frames
+from .core import Accumulator, DetectionResult, Embedder, WatermarkConfig, detect_frames, detect_residual
 from .keys import Keyring
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,25 @@ def detect_file(
     return detect_frames(lumas, keyring, cfg)
 
 
+class WatermarkScan:
+    """`detect_file` for a decode pass run by someone else: it asks for the same sampled luma frames
+    (`request`), whitens and accumulates each as it arrives (no frame is kept), then decides (`result`)."""
+
+    def __init__(self, keyring: Keyring, *, cfg: WatermarkConfig = WatermarkConfig(), frames: int = 96):
+        self.keyring, self.cfg, self.frames = keyring, cfg, frames
+        self._acc = Accumulator(cfg)
+
+    def request(self, path: str | Path, info: MediaInfo) -> FrameRequest:
+        """The frames `detect_file` would read from ``path``, whose probe is ``info``."""
+        return FrameRequest("gray", sample_indices(path, info, self.frames), self._take)
+
+    def _take(self, frame: Frame) -> None:
+        self._acc.add(frame.array)
+
+    def result(self) -> DetectionResult:
+        return detect_residual(self._acc.mean, self.keyring, self._acc.frames, self.cfg)
+
+
 def config_from_settings(settings: Settings) -> WatermarkConfig:
     return replace(WatermarkConfig(), psnr_db=settings.watermark_psnr_db, p_threshold=settings.watermark_p_threshold)
 
@@ -84,3 +108,9 @@ def detect_for_instance(settings: Settings, path: str | Path, *, frames: int | N
     """:func:`detect_file` with every key of the instance, its threshold, limits and frame budget."""
     return detect_file(path, keyring_from_settings(settings), cfg=config_from_settings(settings),
                        limits=settings.media_limits, frames=frames or settings.watermark_detect_frames)
+
+
+def scan_for_instance(settings: Settings, *, frames: int | None = None) -> WatermarkScan:
+    """:class:`WatermarkScan` with what :func:`detect_for_instance` uses (the pass brings the limits)."""
+    return WatermarkScan(keyring_from_settings(settings), cfg=config_from_settings(settings),
+                         frames=frames or settings.watermark_detect_frames)
