@@ -11,10 +11,18 @@ coding exact: each causal convolution carries the input frames its next window n
 chunk, so a long clip is coded a few frames at a time with the same result as all at once, and
 memory does not grow with its length. Upsampling in time is depth-to-time (each latent frame's
 channels unfold into two frames), which keeps the first frame single by dropping one output.
+
+Large frames are coded in overlapping spatial tiles (as diffusers' AutoencoderKL and CogVideoX do),
+each tile in time chunks, and the tiles' outputs blended with linear ramps across their overlaps, so
+peak memory is set by one tile x one chunk. Unlike chunking, tiling is approximate: a tile's border
+pixels see zero padding where the whole frame has neighbours, and the per-frame GroupNorm statistics
+are the tile's, not the frame's. The overlap hides the first; the second stays small while tiles are
+large enough to be typical of the frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -217,8 +225,38 @@ class LatentDistribution:
         return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).mean()
 
 
+def _tile_spans(n: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) spans of `tile` cells that cover n cells, neighbours sharing at least `overlap`.
+
+    Tiles are spread evenly and all are full size: a sliver of a last tile would normalise over
+    too few pixels to match its neighbours."""
+    if n <= tile:
+        return [(0, n)]
+    count = 1 + -(-(n - tile) // (tile - overlap))
+    starts = [round(i * (n - tile) / (count - 1)) for i in range(count)]
+    return [(a, a + tile) for a in starts]
+
+
+def _tile_weights(spans: list[tuple[int, int]], scale: int) -> list[Tensor]:
+    """Blend weights over each span's `scale` outputs per cell: linear ramps across the overlap with
+    each neighbour, normalised so that the spans' weights sum to 1 at every output position."""
+    ramps = []
+    for i, (a, b) in enumerate(spans):
+        pos = torch.arange(a * scale, b * scale, dtype=torch.float64) + 0.5  # output pixel centres
+        w = torch.ones_like(pos)
+        if i > 0 and (shared := spans[i - 1][1] - a) > 0:
+            w = torch.minimum(w, (pos - a * scale) / (shared * scale))
+        if i + 1 < len(spans) and (shared := b - spans[i + 1][0]) > 0:
+            w = torch.minimum(w, (b * scale - pos) / (shared * scale))
+        ramps.append(w)
+    total = torch.zeros(spans[-1][1] * scale, dtype=torch.float64)
+    for (a, b), w in zip(spans, ramps, strict=True):
+        total[a * scale : b * scale] += w
+    return [(w / total[a * scale : b * scale]).float() for (a, b), w in zip(spans, ramps, strict=True)]
+
+
 class VideoAutoencoder(nn.Module):
-    """Causal video VAE with a KL bottleneck; codes clips whole or in chunks of frames."""
+    """Causal video VAE with a KL bottleneck; codes clips whole, in chunks of frames, in spatial tiles."""
 
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
@@ -258,11 +296,39 @@ class VideoAutoencoder(nn.Module):
         finally:
             self._set_stream(False)
 
-    def encode(self, x: Tensor, *, chunk_latents: int | None = None) -> LatentDistribution:
+    def _tiled(self, run: Callable[[Tensor], Tensor], x: Tensor, tile: int | None, overlap: int | None,
+               scale_in: int, scale_out: int) -> Tensor:
+        """`run` over overlapping spatial tiles of x, blended: one latent cell is `scale_in` pixels of x
+        and `scale_out` pixels of the output. One tile (or `tile` None) is `run(x)` itself."""
+        if tile is None:
+            return run(x)
+        overlap = tile // 4 if overlap is None else overlap
+        if tile < 1 or not 0 <= overlap < tile:
+            raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile {tile}, overlap {overlap}")
+        rows = _tile_spans(x.shape[-2] // scale_in, tile, overlap)
+        cols = _tile_spans(x.shape[-1] // scale_in, tile, overlap)
+        if len(rows) == len(cols) == 1:
+            return run(x)
+        si, so = scale_in, scale_out
+        out = None
+        for (y0, y1), wy in zip(rows, _tile_weights(rows, so), strict=True):
+            for (x0, x1), wx in zip(cols, _tile_weights(cols, so), strict=True):
+                part = run(x[..., y0 * si : y1 * si, x0 * si : x1 * si])  # (B, C', T', th * so, tw * so)
+                if out is None:
+                    out = part.new_zeros(*part.shape[:-2], rows[-1][1] * so, cols[-1][1] * so)
+                weight = (wy[:, None] * wx[None, :]).to(part)
+                out[..., y0 * so : y1 * so, x0 * so : x1 * so].addcmul_(part, weight)
+        return out
+
+    def encode(self, x: Tensor, *, chunk_latents: int | None = None, tile: int | None = None,
+               tile_overlap: int | None = None) -> LatentDistribution:
         """Video (B, 3, F, H, W) in [-1, 1] -> posterior over (B, C, 1 + ceil((F-1)/f), H/s, W/s).
 
         H and W must be multiples of the spatial factor; F is padded at the end by repeating the
-        last frame. `chunk_latents` codes that many latent frames at a time (same result)."""
+        last frame. `chunk_latents` codes that many latent frames at a time (same result). `tile`
+        codes frames of more than that many latent cells a side in tiles of s*tile pixels that share
+        `tile_overlap` cells (default a quarter of a tile) with their neighbours: close to the
+        whole-frame result, not equal to it."""
         ft, fh, fw = self.compression
         if x.shape[-2] % fh or x.shape[-1] % fw:
             raise ValueError(f"height and width must be multiples of {fh}, got {tuple(x.shape[-2:])}")
@@ -270,17 +336,23 @@ class VideoAutoencoder(nn.Module):
         if pad:
             x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
         n = chunk_latents or x.shape[2]
-        moments = self._chunked(self.encoder, x, 1 + ft * n, ft * n)
+        moments = self._tiled(lambda part: self._chunked(self.encoder, part, 1 + ft * n, ft * n), x,
+                              tile, tile_overlap, fh, 1)
         mean, logvar = moments.chunk(2, dim=1)
         return LatentDistribution(mean, logvar.clamp(-30.0, 20.0))
 
-    def decode(self, z: Tensor, *, frames: int | None = None, chunk_latents: int | None = None) -> Tensor:
+    def decode(self, z: Tensor, *, frames: int | None = None, chunk_latents: int | None = None,
+               tile: int | None = None, tile_overlap: int | None = None) -> Tensor:
         """Latent (B, C, 1 + k, h, w) -> video (B, 3, 1 + f*k, H, W), cropped to `frames` if given.
 
         `chunk_latents` decodes that many latent frames at a time: peak memory is set by the chunk,
-        not the clip length, and the output is the same."""
+        not the clip length, and the output is the same. `tile` decodes latents wider or taller than
+        that many cells in overlapping tiles (`tile_overlap` cells, default a quarter of a tile) of
+        `chunk_latents` frames each, so peak memory beyond the output is set by one tile's chunk;
+        the result is close to the whole-frame one, not equal to it."""
         n = chunk_latents or z.shape[2]
-        video = self._chunked(self.decoder, z, 1 + n, n)
+        video = self._tiled(lambda part: self._chunked(self.decoder, part, 1 + n, n), z, tile, tile_overlap,
+                            1, self.compression[1])
         return video if frames is None else video[:, :, :frames]
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, LatentDistribution]:
@@ -290,14 +362,17 @@ class VideoAutoencoder(nn.Module):
 
     # ----- what the DiT sees: normalised latents
     def encode_latents(self, video: Tensor, *, sample: bool = False, chunk_latents: int | None = None,
+                       tile: int | None = None, tile_overlap: int | None = None,
                        generator: torch.Generator | None = None) -> Tensor:
-        posterior = self.encode(video, chunk_latents=chunk_latents)
+        posterior = self.encode(video, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)
         z = posterior.sample(generator) if sample else posterior.mean
         return (z - self.config.shift_factor) * self.config.scaling_factor
 
-    def decode_latents(self, z: Tensor, *, frames: int | None = None, chunk_latents: int | None = None) -> Tensor:
+    def decode_latents(self, z: Tensor, *, frames: int | None = None, chunk_latents: int | None = None,
+                       tile: int | None = None, tile_overlap: int | None = None) -> Tensor:
         z = z / self.config.scaling_factor + self.config.shift_factor
-        return self.decode(z, frames=frames, chunk_latents=chunk_latents).clamp(-1.0, 1.0)
+        video = self.decode(z, frames=frames, chunk_latents=chunk_latents, tile=tile, tile_overlap=tile_overlap)
+        return video.clamp(-1.0, 1.0)
 
 
 def autoencoder_loss(ae: VideoAutoencoder, video: Tensor, *, kl_weight: float = 1e-6,

@@ -108,8 +108,10 @@ class HFTextEncoder:
         import json
 
         config_path = self.model_dir / "config.json"
+        if not self.model_dir.is_dir():
+            raise TextEncoderError(f"no text model at {self.model_dir}: no such directory")
         if not config_path.is_file():
-            raise TextEncoderError(f"no text model at {self.model_dir} (config.json missing)")
+            raise TextEncoderError(f"no text model at {self.model_dir}: config.json missing")
         config = json.loads(config_path.read_text())
         config = config.get("text_config", config)  # CLIP keeps the text tower's config nested
         for key in ("hidden_size", "d_model"):

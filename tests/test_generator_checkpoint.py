@@ -156,6 +156,27 @@ def test_image_to_video_extension_and_loop(bundle, tmp_path):
     assert probe(out).frame_count == 8
 
 
+def test_large_frames_are_coded_in_tiles_to_the_exact_size(bundle, monkeypatch):
+    monkeypatch.setattr("generator.generate.SPATIAL_TILE", 32)  # frames over 32 x 32 pixels: 8-cell tiles
+    gen = VideoGenerator.from_pretrained(bundle)
+    tiles = []
+
+    def spy(code):
+        def coded(x, **kwargs):
+            tiles.append(kwargs.get("tile"))
+            return code(x, **kwargs)
+        return coded
+
+    for name in ("encode_latents", "decode_latents"):
+        monkeypatch.setattr(gen.autoencoder, name, spy(getattr(gen.autoencoder, name)))
+    small = gen.generate("a blue star", width=32, height=32, frames=5)
+    assert small.shape == (5, 32, 32, 3) and tiles == [None]
+    tiles.clear()
+    large = gen.generate("a blue star", width=50, height=36, frames=5, image=np.zeros((36, 50, 3), np.uint8))
+    assert large.shape == (5, 36, 50, 3)  # made at 56 x 40 (14 x 10 latent cells), then cropped
+    assert tiles and set(tiles) == {8}
+
+
 def test_generator_refuses_mismatched_parts():
     ae, _ = tiny_parts()
     dit = VideoDiT(DiTConfig(in_channels=8, width=32, depth=1, heads=2, text_dim=384))

