@@ -251,10 +251,13 @@ class Pipeline:
 
     def report(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """The stored JSON report of a succeeded verify job."""
-        view = self.get(job_id, owner=owner)
+        return self.report_of(self.get(job_id, owner=owner))
+
+    def report_of(self, view: jobs.JobView) -> dict[str, Any]:
+        """The stored JSON report of a job already read (saves loading the job row again)."""
         report = read_report(self.runtime.store, view)
         if report is None:
-            raise JobNotFoundError(f"job {job_id} has no report ({view.state})")
+            raise JobNotFoundError(f"job {view.id} has no report ({view.state})")
         return report
 
     def manifest_bytes(self, *, payload: str | None = None, asset_sha256: str | None = None) -> bytes | None:

@@ -92,7 +92,7 @@ def job_json(view: Any, *, with_report: bool = False) -> dict[str, Any]:
     """The job as GET /<kind>/{id} shows it (``pipeline.representation``, which webhooks send too)."""
     report = None
     if with_report and view.kind == "verify" and view.state == JobState.SUCCEEDED:
-        report = web_state().pipeline.report(view.id)
+        report = web_state().pipeline.report_of(view)  # the view is already read and owner-checked
     return job_document(view, report, root=_root())
 
 
