@@ -87,6 +87,7 @@ class TrainConfig:
     log_every: int = 10
     workers: int = 0  # DataLoader processes rendering or decoding batches
     latent_cache: int = 0  # dit: code this many batches once into out/latents and train on them (0: code each step)
+    init: str = ""  # start from these weights (a component .safetensors or a bundle folder) instead of random
     seed: int = 0
     kl_weight: float = 1e-6  # autoencoder
     autoencoder: str = ""  # dit: the trained autoencoder.safetensors (relative to the config's folder)
@@ -304,6 +305,20 @@ def _build(cfg: TrainConfig, base: Path | None, device: torch.device) -> tuple[n
     return model, objective, ae
 
 
+def _init_from(model: nn.Module, path: Path, kind: str) -> None:
+    """Copy exported weights into a fresh run (a new stage from a shipped model; AdamW starts anew)."""
+    if path.is_dir():
+        path = path / f"{kind}.safetensors"
+    trained = load_component(path, kind)
+    if trained.config.to_dict() | {"scaling_factor": 0, "shift_factor": 0} != \
+            model.config.to_dict() | {"scaling_factor": 0, "shift_factor": 0}:
+        raise TrainError(f"{path} holds a different {kind} ({trained.config.to_dict()}) than this run configures")
+    model.load_state_dict(trained.state_dict())
+    if isinstance(model, VideoAutoencoder):  # keep the measured latent normalisation until it is re-measured
+        model.config.scaling_factor, model.config.shift_factor = (trained.config.scaling_factor,
+                                                                  trained.config.shift_factor)
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group when started by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -341,6 +356,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
                              "only steps, intervals and workers may change on resume")
     torch.manual_seed(cfg.seed)  # initial weights
     model, objective, ae = _build(cfg, base, dev)
+    if cfg.init and not resume:
+        _init_from(model, Path(cfg.init) if Path(cfg.init).is_absolute() or base is None else base / cfg.init,
+                   cfg.kind)
     model.to(dev)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     decay, no_decay = [], []

@@ -190,3 +190,20 @@ def test_distributed_data_parallel_with_torchrun(tmp_path: Path) -> None:
     assert (tmp_path / "ddp" / "autoencoder.safetensors").is_file() and state
     rows = [json.loads(r) for r in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]  # one writer
+
+
+def test_a_new_stage_starts_from_exported_weights(tmp_path: Path, smoke_autoencoder: Path) -> None:
+    from generator.checkpoint import load_component
+    from generator.train import _build, _init_from
+
+    cfg, _ = load_config("smoke-ae", {"init": str(smoke_autoencoder), "steps": 1, "sample_every": 100})
+    model, _, _ = _build(cfg, None, torch.device("cpu"))
+    _init_from(model, smoke_autoencoder, "autoencoder")
+    trained = load_component(smoke_autoencoder, "autoencoder")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True))
+    other, _ = load_config("smoke-ae", {"model": {**cfg.model, "latent_channels": 2}})
+    wrong, _, _ = _build(other, None, torch.device("cpu"))
+    with pytest.raises(TrainError, match="different autoencoder"):
+        _init_from(wrong, smoke_autoencoder, "autoencoder")
+    train(cfg, tmp_path / "stage2", progress=False)  # and a run with init trains from there
+    assert (tmp_path / "stage2" / "autoencoder.safetensors").is_file()
