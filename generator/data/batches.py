@@ -20,10 +20,10 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -32,6 +32,7 @@ import torch.utils.data
 from ..errors import GeneratorError
 from .shapes import Scene, render_clip, sample_scene
 
+T = TypeVar("T")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 
 
@@ -124,6 +125,17 @@ class FolderSource:
         return np.stack(picked), text
 
 
+def _in_order(batch: Callable[[int], T], start: int) -> Iterator[T]:
+    """Batches start, start+1, ... split over DataLoader workers: worker w of n builds start+w,
+    start+w+n, ..., and the loader's round-robin hands them back in order."""
+    info = torch.utils.data.get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    b = start + worker
+    while True:
+        yield batch(b)
+        b += workers
+
+
 @dataclass
 class BatchSpec:
     """What one batch looks like; `sizes` are (width, height) buckets, one drawn per batch."""
@@ -161,12 +173,7 @@ class ClipBatches(torch.utils.data.IterableDataset):
         return np.stack(clips), texts
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, list[str]]]:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        b = self.start + worker
-        while True:
-            yield self.batch(b)
-            b += workers
+        return _in_order(self.batch, self.start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,9 +235,4 @@ class LatentCache(torch.utils.data.IterableDataset):
         return latents, texts
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        b = self.start + worker
-        while True:
-            yield self.batch(b)
-            b += workers
+        return _in_order(self.batch, self.start)
