@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-import cv2
 import numpy as np
 import torch.utils.data
 
 from ..errors import GeneratorError
+from ..generate import fit_frame
 from .shapes import Scene, render_clip, sample_scene
 
 T = TypeVar("T")
@@ -61,16 +60,6 @@ class ShapesSource:
 
 class DataError(GeneratorError):
     """A training data folder is missing, empty or unreadable."""
-
-
-def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Cover width x height, then centre-crop (H, W, 3) -> (height, width, 3)."""
-    h, w = frame.shape[:2]
-    scale = max(width / w, height / h)
-    nw, nh = max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale))
-    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    top, left = (nh - height) // 2, (nw - width) // 2
-    return resized[top : top + height, left : left + width]
 
 
 class FolderSource:
@@ -115,7 +104,7 @@ class FolderSource:
         picked: list[np.ndarray] = []
         for n, frame in enumerate(iter_frames(path, fmt="rgb24")):
             if n >= start and (n - start) % step == 0:
-                picked.append(_fit(frame.array, width, height))
+                picked.append(fit_frame(frame.array, width, height))
                 if len(picked) == frames:
                     break
         if not picked:
