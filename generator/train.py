@@ -281,7 +281,8 @@ def _load_state(tensors: dict[str, Tensor], model: nn.Module, ema: nn.Module, op
 # --------------------------------------------------------------------------- the loop
 
 
-def _build(cfg: TrainConfig, base: Path | None, device: torch.device) -> tuple[nn.Module, Callable, VideoAutoencoder | None]:
+def _build(cfg: TrainConfig, base: Path | None,
+           device: torch.device) -> tuple[nn.Module, Callable, VideoAutoencoder | None]:
     if cfg.kind == "autoencoder":
         try:
             model: nn.Module = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
@@ -317,6 +318,13 @@ def _init_from(model: nn.Module, path: Path, kind: str) -> None:
     if isinstance(model, VideoAutoencoder):  # keep the measured latent normalisation until it is re-measured
         model.config.scaling_factor, model.config.shift_factor = (trained.config.scaling_factor,
                                                                   trained.config.shift_factor)
+
+
+def _source(cfg: TrainConfig, base: Path | None, seed: int) -> ShapesSource | FolderSource:
+    """The run's clips: the Shapes world, or its folder (relative to the config file's folder)."""
+    if cfg.data == "shapes":
+        return ShapesSource(seed)
+    return FolderSource(cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, seed)
 
 
 def _distributed() -> tuple[int, int]:
@@ -375,13 +383,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     if export_now:
         if not resume:
             raise TrainError("--export needs --resume: it exports the run's last checkpoint")
-        return export(out, cfg, ema, ae, dev) if rank == 0 else out
+        return export(out, cfg, ema, ae, dev, base) if rank == 0 else out
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if dev.type == "cuda" else None)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
-    source = ShapesSource(cfg.data_seed) if cfg.data == "shapes" else FolderSource(
-        cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, cfg.data_seed)
+    source = _source(cfg, base, cfg.data_seed)
     spec = BatchSpec(cfg.batch_size, cfg.sizes, cfg.frames, cfg.fps, cfg.crop)
     dataset: torch.utils.data.IterableDataset = ClipBatches(source, spec, cfg.data_seed, start=step, rank=rank,
                                                             world_size=world)
@@ -453,17 +460,18 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     if rank == 0:
         writer.plot()
         if step >= cfg.steps:
-            result = export(out, cfg, ema, ae, dev)
+            result = export(out, cfg, ema, ae, dev, base)
     if world > 1:
         torch.distributed.barrier()
     return result
 
 
-def export(out: Path, cfg: TrainConfig, ema: nn.Module, ae: VideoAutoencoder | None, dev: torch.device) -> Path:
+def export(out: Path, cfg: TrainConfig, ema: nn.Module, ae: VideoAutoencoder | None, dev: torch.device,
+           base: Path | None = None) -> Path:
     """Write the finished (EMA) model: a normalised autoencoder, or a generator bundle."""
     if cfg.kind == "autoencoder":
         assert isinstance(ema, VideoAutoencoder)
-        set_latent_normalisation(ema, cfg, dev)
+        set_latent_normalisation(ema, cfg, dev, base)
         return save_component(out / "autoencoder.safetensors", ema)
     assert ae is not None
     defaults = {**DEFAULTS, "fps": cfg.fps, "seconds": (cfg.frames - 1) / cfg.fps}
@@ -474,11 +482,12 @@ def export(out: Path, cfg: TrainConfig, ema: nn.Module, ae: VideoAutoencoder | N
 
 
 @torch.no_grad()
-def set_latent_normalisation(ae: VideoAutoencoder, cfg: TrainConfig, dev: torch.device, batches: int = 4) -> None:
+def set_latent_normalisation(ae: VideoAutoencoder, cfg: TrainConfig, dev: torch.device, base: Path | None = None,
+                             batches: int = 4) -> None:
     """Shift and scale so the DiT sees latents of mean 0 and unit variance (measured on full frames)."""
     ae.config.shift_factor, ae.config.scaling_factor = 0.0, 1.0
     spec = BatchSpec(cfg.batch_size, cfg.sizes, max(cfg.frames, 17), cfg.fps)
-    data = ClipBatches(ShapesSource(cfg.data_seed + 1) if cfg.data == "shapes" else FolderSource(cfg.data),
+    data = ClipBatches(_source(cfg, base, cfg.data_seed + 1),
                        spec, cfg.data_seed + 1)
     zs = [ae.eval().to(dev).encode_latents(_video(data.batch(b)[0], dev)).flatten() for b in range(batches)]
     z = torch.cat(zs)
