@@ -74,6 +74,7 @@ class TrainConfig:
     frames: int = 17
     fps: float = 8.0
     crop: int | None = None
+    crop_tries: int = 1  # autoencoder: keep the busiest of this many random crops (see data.BatchSpec)
     steps: int = 1000
     batch_size: int = 8
     lr: float = 3e-4
@@ -129,8 +130,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         # CPU many cheap steps beat few large ones (a 64x64x9 step costs 7x as much). lr 1e-4: at 5e-4 and
         # 1e-3 the loss oscillated and the decoder fell back to one flat frame for every input
         "kind": "autoencoder", "model": {"base_channels": 16}, "sizes": [[128, 128], [176, 96], [96, 176]],
-        "frames": 5, "crop": 32, "steps": 4000, "batch_size": 16, "lr": 1e-4, "warmup": 100, "ema_decay": 0.998,
-        "checkpoint_every": 200, "sample_every": 1000, "log_every": 20,
+        "frames": 5, "crop": 32, "crop_tries": 4, "steps": 4000, "batch_size": 16, "lr": 1e-4, "warmup": 100,
+        "ema_decay": 0.998, "checkpoint_every": 200, "sample_every": 1000, "log_every": 20,
     },
     "shapes-dit-tiny": {  # the tiny DiT on 128x128 and the same area at 16:9 and 9:16, 17 frames (2 s at 8 fps)
         "kind": "dit", "model": {"preset": "tiny"}, "sizes": [[128, 128], [176, 96], [96, 176]],
@@ -389,7 +390,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if dev.type == "cuda" else None)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
     source = _source(cfg, base, cfg.data_seed)
-    spec = BatchSpec(cfg.batch_size, cfg.sizes, cfg.frames, cfg.fps, cfg.crop)
+    spec = BatchSpec(cfg.batch_size, cfg.sizes, cfg.frames, cfg.fps, cfg.crop, cfg.crop_tries)
     dataset: torch.utils.data.IterableDataset = ClipBatches(source, spec, cfg.data_seed, start=step, rank=rank,
                                                             world_size=world)
     if cfg.kind == "dit" and cfg.latent_cache:

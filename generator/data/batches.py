@@ -134,6 +134,22 @@ class BatchSpec:
     frames: int
     fps: float
     crop: int | None = None  # square crops of this side (convolutional autoencoders train on patches)
+    crop_tries: int = 1  # draw this many crops and keep the busiest (most pixel variance): small objects
+    # cover a few percent of a frame, so uniform crops would teach an autoencoder mostly flat background
+
+
+def _busiest_crop(clip: np.ndarray, side: int, tries: int, rng: np.random.Generator) -> np.ndarray:
+    """Of `tries` random (T, side, side) crops of a (T, H, W, 3) clip, the one with the most pixel variance."""
+    _, height, width, _ = clip.shape
+    best, best_var = clip, -1.0
+    for _ in range(max(1, tries)):
+        top = int(rng.integers(0, max(1, height - side + 1)))
+        left = int(rng.integers(0, max(1, width - side + 1)))
+        crop = clip[:, top : top + side, left : left + side]
+        var = float(crop.var()) if tries > 1 else 0.0
+        if var > best_var:
+            best, best_var = crop, var
+    return best
 
 
 class ClipBatches(torch.utils.data.IterableDataset):
@@ -154,9 +170,7 @@ class ClipBatches(torch.utils.data.IterableDataset):
         for i in range(first, first + spec.batch_size):
             clip, text = self.source.item(i, width, height, spec.frames, spec.fps)
             if spec.crop is not None and (width > spec.crop or height > spec.crop):
-                top = int(rng.integers(0, height - spec.crop + 1))
-                left = int(rng.integers(0, width - spec.crop + 1))
-                clip = clip[:, top : top + spec.crop, left : left + spec.crop]
+                clip = _busiest_crop(clip, spec.crop, spec.crop_tries, rng)
             clips.append(clip)
             texts.append(text)
         return np.stack(clips), texts
