@@ -31,7 +31,8 @@ import torch
 from media import Frame, FrameRequest, MediaInfo, MediaLimits, feed_frames, probe
 
 from .checkpoint import LoadedDetector, load_checkpoint
-from .sampling import crop_batch, plan_frames
+from .heatmap import PatchMaps
+from .sampling import crop_batch, grid_positions, plan_frames
 from .signals import Signal, compute_signals
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,17 @@ class DetectorResult:
 
 @dataclass
 class DetectorReport:
-    """What `analyse_file` found: the detector's result (None without a model) and every signal."""
+    """What `analyse_file` found: the detector's result (None without a model) and every signal.
+
+    ``patches`` (the per-frame patch probabilities, for drawing heatmaps) is there when the model ran;
+    it stays out of the report's JSON."""
 
     detector: DetectorResult | None
     signals: list[Signal]
     scope_reasons: list[str]
     timings_s: dict[str, float]
     version: int = REPORT_VERSION
+    patches: PatchMaps | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report's ``detector`` and ``artifacts`` sections."""
@@ -116,7 +121,8 @@ def _scope(info: Any, side: int) -> list[str]:
 
 
 @torch.no_grad()
-def _run_model(loaded: LoadedDetector, rgb: dict[int, tuple[float, np.ndarray]]) -> DetectorResult:
+def _run_model(loaded: LoadedDetector,
+               rgb: dict[int, tuple[float, np.ndarray]]) -> tuple[DetectorResult, PatchMaps]:
     cfg, cal = loaded.config, loaded.calibration
     indices = sorted(rgb)
     x, rows, cols = crop_batch([rgb[i][1] for i in indices], cfg.crop, cfg.crops_per_frame)
@@ -127,11 +133,16 @@ def _run_model(loaded: LoadedDetector, rgb: dict[int, tuple[float, np.ndarray]])
 
     clip_logit = float(out.clip_logits[0])
     frame_p = prob(out.frame_logits[0].cpu().numpy())
-    patches = out.patch_logits[0].mean(dim=0).cpu().numpy()  # (K, h, w), averaged over frames
+    per_frame = out.patch_logits[0].cpu().numpy()  # (T, K, h, w)
+    patches = per_frame.mean(axis=0)  # (K, h, w), averaged over frames
     k, h, w = patches.shape
     grid = patches.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
     threshold = cal.threshold_logit if cal else 0.0
-    return DetectorResult(
+    height, width = rgb[indices[0]][1].shape[:2]
+    positions = tuple(grid_positions(height, width, cfg.crop, cfg.crops_per_frame)[0])  # crop_batch's grid
+    maps = PatchMaps((width, height), cfg.crop, positions,
+                     {i: prob(p) for i, p in zip(indices, per_frame, strict=True)}, prob(patches))
+    result = DetectorResult(
         model_id=loaded.model_id, in_scope=True, scope_reasons=[], probability=round(float(prob(clip_logit)), 4),
         logit=round(clip_logit, 4), flagged=clip_logit > threshold,
         threshold_probability=round(float(prob(threshold)), 4), target_fpr=cal.target_fpr if cal else None,
@@ -141,6 +152,7 @@ def _run_model(loaded: LoadedDetector, rgb: dict[int, tuple[float, np.ndarray]])
                                                                       strict=True)],
         heatmap=np.round(prob(grid), 3).tolist(), heatmap_cell_px=cfg.crop // max(h, 1), crops_per_frame=k,
     )
+    return result, maps
 
 
 class ClipAnalysis:
@@ -181,15 +193,16 @@ class ClipAnalysis:
         timings["signals"] = time.perf_counter() - t
         t = time.perf_counter()
         result: DetectorResult | None = None
+        maps: PatchMaps | None = None
         if loaded is not None:
             if scope_reasons or not rgb:
                 result = DetectorResult(loaded.model_id, False, scope_reasons or ["no frame decoded"])
             else:
-                result = _run_model(loaded, rgb)
+                result, maps = _run_model(loaded, rgb)
         timings["detector"] = time.perf_counter() - t
         timings["total"] = sum(timings.values())
         return DetectorReport(result, signals, scope_reasons or ([] if loaded else ["no detector weights installed"]),
-                              {k: round(v, 3) for k, v in timings.items()})
+                              {k: round(v, 3) for k, v in timings.items()}, patches=maps)
 
 
 def analyse_file(path: str | os.PathLike[str], limits: MediaLimits = MediaLimits(),

@@ -5,7 +5,8 @@
 signed file's hash. ``verify_clip`` reads the embedded manifest, looks for the watermark and,
 when the manifest is gone but the mark decodes, validates the stored manifest against the clip
 (``recovered``; "altered since signing" when only the hard binding fails, as after a re-encode).
-The watermark and the AI-origin detector read their frames from one decode pass (`scan_frames`).
+The watermark and the AI-origin detector read their frames from one decode pass (`scan_frames`);
+`verify_clip_pictured` takes the report's keyframes (and the detector's heatmaps over them) from it too.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import logging
 import secrets
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from media import MediaInfo, MediaLimits, feed_frames, probe
+from media import FrameRequest, MediaInfo, MediaLimits, feed_frames, probe
+from media.keyframes import KEYFRAMES, KeyframeStrip
 from settings import Settings
 from storage import sha256_file
 
 from .c2pa import TrustConfig, local_signer, sign_file, verify_file
+from .keyframes import ReportPicture, keyframes_section
 from .manifest_store import ManifestStore
 from .watermark import ALGORITHM, DetectionResult
 from .watermark.video import WatermarkScan, embed_for_instance, scan_for_instance
@@ -31,7 +35,7 @@ if TYPE_CHECKING:  # the detector is optional: imported where it is used, see _s
     from detector import ClipAnalysis, DetectorReport
 
 log = logging.getLogger(__name__)
-REPORT_VERSION = 2  # 2: detector, artifacts and verdict sections
+REPORT_VERSION = 3  # 2: detector, artifacts and verdict sections; 3: keyframes section
 
 
 def trust_config(settings: Settings, extra_anchors: tuple[Path, ...] = (),
@@ -80,15 +84,36 @@ def issue_credentials(settings: Settings, src: Path, dst: Path, *, source: str, 
     return IssuedCredentials(dst, payload.hex() if payload else None, result.manifest_label, result.sha256)
 
 
+@dataclass(frozen=True)
+class PicturedReport:
+    """A verification report and the pictures its ``keyframes`` section names."""
+
+    report: dict[str, Any]
+    pictures: list[ReportPicture]
+
+
 def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ...] = (),
                 allowed_ekus: Path | None = None) -> dict[str, Any]:
     """The full provenance report of one file: file facts, C2PA, watermark, recovery, AI-origin detector."""
+    return verify_clip_pictured(settings, path, keyframes=0, extra_anchors=extra_anchors,
+                                allowed_ekus=allowed_ekus).report
+
+
+def verify_clip_pictured(settings: Settings, path: Path, *, keyframes: int = KEYFRAMES,
+                         extra_anchors: tuple[Path, ...] = (), allowed_ekus: Path | None = None) -> PicturedReport:
+    """`verify_clip`'s report plus, from the same decode pass, up to ``keyframes`` keyframe thumbnails
+    and the detector's heatmaps over them (the report's ``keyframes`` section names the pictures)."""
     info = probe(path, settings.media_limits)
     trust = trust_config(settings, extra_anchors, allowed_ekus)
     report = verify_file(path, trust)
     analysis = _start_detector(settings, path, info)
-    mark, detected = scan_frames(path, info, settings.media_limits, scan_for_instance(settings),
-                                 None if isinstance(analysis, dict) else analysis)
+    detector = None if isinstance(analysis, dict) else analysis
+    strip = None
+    if keyframes > 0:
+        # The detector's frames, when it runs, so that each keyframe gets its own heatmap.
+        strip = KeyframeStrip(info, keyframes, candidates=detector.plan.model if detector else ())
+    mark, detected = scan_frames(path, info, settings.media_limits, scan_for_instance(settings), detector,
+                                 extra=[strip.request()] if strip else ())
     if report.state == "absent" and mark.present and mark.payload:
         stored = ManifestStore(settings).by_payload(mark.payload)
         if stored:
@@ -103,16 +128,23 @@ def verify_clip(settings: Settings, path: Path, *, extra_anchors: tuple[Path, ..
 
         out.update(detected.to_dict())
         out["verdict"] = verdict(out, detected.detector, detected.signals).to_dict()
-    return out
+    pictures: list[ReportPicture] = []
+    if strip is not None:
+        note = analysis.get("message") if isinstance(analysis, dict) else None
+        out["keyframes"], pictures = keyframes_section(strip.keyframes, shared_with_detector=strip.from_candidates,
+                                                       detected=detected, detector_note=note)
+    return PicturedReport(out, pictures)
 
 
 def scan_frames(path: Path, info: MediaInfo, limits: MediaLimits, mark: WatermarkScan,
-                analysis: ClipAnalysis | None = None) -> tuple[DetectionResult, DetectorReport | None]:
+                analysis: ClipAnalysis | None = None, *,
+                extra: Sequence[FrameRequest] = ()) -> tuple[DetectionResult, DetectorReport | None]:
     """The watermark and (given one) the AI-origin detector's analysis from one decode pass over ``path``,
-    whose probe is ``info``: each is handed the frames it samples and keeps only what it needs. The
-    pass reads to the clip's end, checking every frame against ``limits`` as the watermark's own did.
-    The detector's ``decode`` timing is the whole pass, the watermark's accumulation included."""
-    requests = [mark.request(path, info), *(analysis.requests() if analysis else ())]
+    whose probe is ``info``: each is handed the frames it samples and keeps only what it needs, as are
+    the ``extra`` consumers (the keyframe strip). The pass reads to the clip's end, checking every frame
+    against ``limits`` as the watermark's own did. The detector's ``decode`` timing is the whole pass,
+    the watermark's accumulation included."""
+    requests = [mark.request(path, info), *(analysis.requests() if analysis else ()), *extra]
     began = time.perf_counter()
     feed_frames(path, limits, requests)
     decode_s = time.perf_counter() - began
