@@ -83,14 +83,17 @@ def find_manifest(settings: Settings, *, payload: str | None = None, asset_sha25
     return found[0].read() if found else None
 
 
-def verify(path: Path, settings: Settings) -> dict[str, Any]:
-    """The provenance report of ``path``: file facts, C2PA (recovered through the watermark when
-    stripped) and watermark; watermark-only when C2PA is not installed."""
+def verify(path: Path, settings: Settings) -> tuple[dict[str, Any], list[Any]]:
+    """The provenance report of ``path`` (file facts, C2PA recovered through the watermark when
+    stripped, watermark, detector) and the pictures its ``keyframes`` section names
+    (``provenance.keyframes.ReportPicture``); watermark-only, without pictures, when C2PA is not
+    installed."""
     if available():
-        from provenance.credentials import verify_clip
+        from provenance.credentials import verify_clip_pictured
 
-        return verify_clip(settings, path)
-    return _watermark_only(path, settings)
+        pictured = verify_clip_pictured(settings, path)
+        return pictured.report, pictured.pictures
+    return _watermark_only(path, settings), []
 
 
 def _watermark_only(path: Path, settings: Settings) -> dict[str, Any]:

@@ -7,11 +7,12 @@ Flask: the links are paths under :data:`API_ROOT` (where ``web.create_app`` moun
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from storage import ArtifactStore
 
-from .jobs import JobView
+from .jobs import ArtifactView, JobView
 from .models import JobState
 
 API_ROOT = "/api/v1"
@@ -24,6 +25,24 @@ def clean_report(report: dict[str, Any]) -> dict[str, Any]:
     if isinstance(report.get("c2pa"), dict):
         report["c2pa"] = {k: v for k, v in report["c2pa"].items() if k != "path"}
     return report
+
+
+def link_pictures(report: dict[str, Any], view: JobView, href: Callable[[ArtifactView], str]) -> dict[str, Any]:
+    """The report with the pictures its ``keyframes`` items name (``image``, ``heatmap``) resolved to
+    the job's artifacts, as ``image_artifact`` / ``heatmap_artifact`` ({id, href}; None when the job
+    has no such artifact). ``href`` says where an artifact is downloaded (the API or the portal)."""
+    section = report.get("keyframes")
+    if not isinstance(section, dict) or not isinstance(section.get("items"), list):
+        return report
+    by_role = {a.role: a for a in view.artifacts}
+
+    def link(name: Any) -> dict[str, str] | None:
+        item = by_role.get(name) if isinstance(name, str) else None
+        return {"id": item.id, "href": href(item)} if item is not None else None
+
+    items = [{**item, "image_artifact": link(item.get("image")), "heatmap_artifact": link(item.get("heatmap"))}
+             for item in section["items"] if isinstance(item, dict)]
+    return {**report, "keyframes": {**section, "items": items}}
 
 
 def read_report(store: ArtifactStore, view: JobView) -> dict[str, Any] | None:
@@ -54,5 +73,5 @@ def job_document(view: JobView, report: dict[str, Any] | None = None, *, root: s
         links["download"] = f"{root}/artifacts/{output.id}"
     body["links"] = links
     if report is not None and view.kind == "verify" and view.state == JobState.SUCCEEDED:
-        body["report"] = clean_report(report)
+        body["report"] = link_pictures(clean_report(report), view, lambda item: f"{root}/artifacts/{item.id}")
     return body

@@ -100,14 +100,17 @@ def seed_for(job_id: str) -> int:
 
 def verify(ctx: JobContext) -> Outcome:
     """Probe -> C2PA read + watermark detect (+ recovery through the manifest store) -> detector
-    -> the report, stored as JSON."""
+    -> the report, stored as JSON, and its keyframe pictures, stored as artifacts whose role is the
+    name the report gives them (``keyframe-1``, ``heatmap-1``, ...)."""
     with ctx.input_file() as path:
         ctx.progress("probe", 2.0)
         probe(path, ctx.settings.media_limits)  # refuse bad input before the heavy stages
         ctx.progress("credentials, watermark and detector", 5.0)
-        report = credentials.verify(path, ctx.settings)
+        report, pictures = credentials.verify(path, ctx.settings)
     ctx.progress("store", 95.0)
     ref = ctx.store.put_bytes(json.dumps(report, indent=2, sort_keys=True, default=str).encode())
+    # Content-addressed blobs and one artifact per (job, role): a rerun stores nothing twice.
+    stored = [(p, ctx.store.put_bytes(p.data)) for p in pictures]
     c2pa, mark = report.get("c2pa", {}), report.get("watermark", {})
     summary = {
         "c2pa_state": c2pa.get("state"),
@@ -119,7 +122,8 @@ def verify(ctx: JobContext) -> Outcome:
     }
     return Outcome(
         result={"report": ref.to_dict(), "summary": summary},
-        artifacts=[NewArtifact("report", ref.sha256, ref.size, "application/json", "report.json")],
+        artifacts=[NewArtifact("report", ref.sha256, ref.size, "application/json", "report.json"),
+                   *(NewArtifact(p.name, r.sha256, r.size, p.media_type, p.filename) for p, r in stored)],
     )
 
 

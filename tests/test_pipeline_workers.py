@@ -157,7 +157,8 @@ def test_redis_restart_with_50_verify_jobs_queued(tmp_path: Path, redis: RedisSe
     views = [pipeline.get(j) for j in submitted]
     assert {v.state for v in views} == {"succeeded"}
     assert {v.attempts for v in views} == {1}  # none ran twice
-    assert all(sorted(a.role for a in _artifacts(pipeline, v.id)) == ["input", "report"] for v in views)
+    roles = ["input", *(f"keyframe-{n}" for n in range(1, 5)), "report"]  # 4 frames: 4 keyframes
+    assert all(sorted(a.role for a in _artifacts(pipeline, v.id)) == roles for v in views)
 
 
 def test_same_task_delivered_twice_gives_one_result(tmp_path: Path, redis: RedisServer) -> None:
@@ -176,7 +177,8 @@ def test_same_task_delivered_twice_gives_one_result(tmp_path: Path, redis: Redis
     finally:
         worker.stop()
     assert done.state == "succeeded" and done.attempts == 1
-    assert sorted(a.role for a in _artifacts(pipeline, job.id)) == ["input", "report"]
+    assert sorted(a.role for a in _artifacts(pipeline, job.id)) == ["input", *(f"keyframe-{n}" for n in range(1, 7)),
+                                                                    "report"]
     assert worker.output().count(": 'succeeded'") == 1  # one delivery did the work, the others saw it done
 
 

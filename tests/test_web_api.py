@@ -180,6 +180,32 @@ def test_another_owners_job_artifact_and_manifest_are_404(client, env: WebEnv) -
     assert_problem(client.get(f"{API}/generations/{job['id']}", headers=env.auth("alice")), 404)
 
 
+def test_verification_lists_its_keyframes_as_artifacts_of_its_owner(client, env: WebEnv) -> None:
+    env.pipeline.inline = True
+    alice, bob = env.auth("alice"), env.auth("bob")
+    job = client.post(f"{API}/verifications?wait=5", data=env.upload(), headers=alice).get_json()
+    section = job["report"]["keyframes"]
+    items = section["items"]
+    # The test clip has 8 frames at 24 fps: six spread over it, kept at their 160x96 size.
+    assert [i["index"] for i in items] == [0, 2, 3, 4, 6, 7]
+    assert [i["time_s"] for i in items] == [round(i / 24, 3) for i in (0, 2, 3, 4, 6, 7)]
+    assert section["heatmaps"] == {"state": "none", "message": "the detector is switched off (verify_detector)"}
+    roles = {a["role"]: a for a in job["artifacts"]}
+    for n, item in enumerate(items, start=1):
+        assert item["image"] == f"keyframe-{n}" and item["heatmap"] is None and item["heatmap_artifact"] is None
+        link = item["image_artifact"]
+        assert link == {"id": roles[f"keyframe-{n}"]["id"], "href": f"{API}/artifacts/{link['id']}"}
+        picture = client.get(link["href"], headers=alice)
+        assert picture.status_code == 200 and picture.mimetype == "image/jpeg" and picture.data[:2] == b"\xff\xd8"
+        assert (item["width"], item["height"]) == (160, 96)
+        assert_problem(client.get(link["href"], headers=bob), 404)
+    # A repeated delivery of the finished job's task stores nothing twice.
+    assert env.pipeline.run(job["id"]) == "done"
+    again = client.get(f"{API}/verifications/{job['id']}", headers=alice).get_json()
+    assert sorted(a["id"] for a in again["artifacts"]) == sorted(a["id"] for a in job["artifacts"])
+    assert len(job["artifacts"]) == 1 + 1 + 6  # input, report, keyframes
+
+
 # --- signatures, manifests, artifacts ------------------------------------------------------------
 
 

@@ -157,7 +157,8 @@ def document(batch_max_files: int = 20) -> dict[str, Any]:
                 "delete": {**_read("cancel a queued or running job (an ended job is returned unchanged)")},
             },
             "/artifacts/{artifact_id}": {"get": {
-                "summary": "download an artifact (input, output, report, manifest)", "security": [{"apiKey": []}],
+                "summary": "download an artifact (input, output, report, manifest, keyframe-N, heatmap-N)",
+                "security": [{"apiKey": []}],
                 "parameters": [{"name": "artifact_id", "in": "path", "required": True,
                                 "schema": {"type": "string", "format": "uuid"}}],
                 "responses": {"200": _binary("the file", "application/octet-stream"),
@@ -205,8 +206,39 @@ def document(batch_max_files: int = 20) -> dict[str, Any]:
                     "artifacts": {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
                     "links": {"type": "object", "additionalProperties": {"type": "string"}}}},
                 "Verification": {"allOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object", "properties": {
-                    "report": {"type": "object", "description": "the verification report (version 1): c2pa, "
-                               "watermark, detector, verdict, file"}}}]},
+                    "report": {"type": "object", "description": "the verification report (version 3): c2pa, "
+                               "watermark, detector, artifacts (forensic signals), verdict, file, keyframes",
+                               "properties": {"version": {"type": "integer"},
+                                              "keyframes": {"$ref": "#/components/schemas/Keyframes"}}}}}]},
+                "Keyframes": {"type": "object", "required": ["version", "items", "heatmaps"],
+                              "description": "keyframes spread over the clip (JPEG thumbnails, longest side at most "
+                                             "thumbnail_max_px) and the detector's artifact heatmaps over them "
+                                             "(PNG), each stored as an artifact of the job", "properties": {
+                    "version": {"type": "integer"}, "selection": {"type": "string"},
+                    "thumbnail_max_px": {"type": "integer"},
+                    "items": {"type": "array", "maxItems": 6, "items": {"$ref": "#/components/schemas/Keyframe"}},
+                    "heatmaps": {"type": "object", "required": ["state"], "properties": {
+                        "state": {"type": "string", "enum": ["per_frame", "clip_average", "none"]},
+                        "message": {"type": ["string", "null"], "description": "why there are none, or how the "
+                                    "one there is was made"},
+                        "scale": {"type": "array", "description": "the colour scale: [position 0..1, '#rrggbb'] "
+                                  "stops from probability 0 to 1", "items": {"type": "array", "prefixItems": [
+                                      {"type": "number"}, {"type": "string"}], "minItems": 2, "maxItems": 2}},
+                        "opacity": {"type": "number"}, "cell_px": {"type": "integer"},
+                        "model_id": {"type": "string"}}}}},
+                "Keyframe": {"type": "object", "required": ["index", "time_s", "image"], "properties": {
+                    "index": {"type": "integer", "description": "the frame's index in decode order"},
+                    "time_s": {"type": "number"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                    "image": {"type": "string", "description": "role of the thumbnail's artifact (keyframe-N)"},
+                    "heatmap": {"type": ["string", "null"], "description": "role of the heatmap's artifact "
+                                "(heatmap-N), when the detector drew one over this keyframe"},
+                    "heatmap_source": {"type": ["string", "null"], "enum": ["frame", "clip_average", None]},
+                    "image_artifact": {"oneOf": [{"$ref": "#/components/schemas/PictureLink"}, {"type": "null"}]},
+                    "heatmap_artifact": {"oneOf": [{"$ref": "#/components/schemas/PictureLink"},
+                                                   {"type": "null"}]}}},
+                "PictureLink": {"type": "object", "required": ["id", "href"], "properties": {
+                    "id": {"type": "string", "description": "the artifact's id"},
+                    "href": {"type": "string", "description": "where to download it (GET /artifacts/{id})"}}},
                 "WebhookEvent": {"type": "object", "required": ["event", "job"], "properties": {
                     "event": {"type": "string", "enum": ["job.succeeded", "job.failed", "job.cancelled"]},
                     "job": {"$ref": "#/components/schemas/Verification",
