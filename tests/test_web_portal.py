@@ -4,8 +4,10 @@ page: test_web_accounts.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import re
 
 import pytest
 from web_helpers import WebEnv, log_in, token
@@ -56,6 +58,56 @@ def test_public_verify_flow_shows_the_report_to_its_session_only(client, env: We
     stranger = env.app().test_client()
     assert stranger.get(job_url).status_code == 404
     assert stranger.get(f"{job_url}/report.json").status_code == 404
+
+
+def _verified(client, env: WebEnv) -> str:
+    """The page of a public verification of the test clip, run to its end."""
+    env.pipeline.inline = True
+    response = client.post("/verify", data={**env.upload("street.mp4"), "csrf_token": token(client)})
+    assert response.status_code == 303
+    return response.headers["Location"]
+
+
+def test_report_page_shows_the_keyframe_strip_to_its_session_only(client, env: WebEnv) -> None:
+    job_url = _verified(client, env)
+    html = client.get(job_url).get_data(as_text=True)
+    pictures = re.findall(r'<img src="([^"]+)" width="160" height="96" alt="([^"]+)"', html)
+    assert [src for src, _ in pictures] == [f"{job_url}/picture/keyframe-{n}" for n in range(1, 7)]
+    assert pictures[1][1] == "Frame 2 of the file (0.08 s)" and "<figcaption>0.29 s</figcaption>" in html
+    assert "No artifact heatmaps: the detector is switched off (verify_detector)." in html
+    assert 'style="' not in html and "<script>" not in html  # the CSP allows neither
+    picture = client.get(pictures[0][0])
+    assert picture.status_code == 200 and picture.mimetype == "image/jpeg" and picture.data[:2] == b"\xff\xd8"
+    assert "attachment" not in picture.headers.get("Content-Disposition", "")
+    assert client.get(f"{job_url}/picture/report").status_code == 404  # pictures only
+    assert client.get(f"{job_url}/picture/keyframe-9").status_code == 404
+
+    export = json.loads(client.get(f"{job_url}/report.json").data)
+    items = export["keyframes"]["items"]
+    assert [i["image_artifact"]["href"] for i in items] == [src for src, _ in pictures]
+    assert [i["index"] for i in items] == [0, 2, 3, 4, 6, 7] and items[0]["image_artifact"]["id"]
+
+    stranger = env.app().test_client()
+    assert stranger.get(pictures[0][0]).status_code == 404
+
+
+@pytest.mark.slow
+def test_report_page_shows_heatmaps_on_keyframes_with_a_legend(client, env: WebEnv, monkeypatch) -> None:
+    pytest.importorskip("detector")
+    monkeypatch.setattr(env.pipeline.runtime, "settings", dataclasses.replace(env.settings, verify_detector=True))
+    job_url = _verified(client, env)
+    html = client.get(job_url).get_data(as_text=True)
+    detector_panel = html[html.index('id="det-h"'):html.index('id="file-h"')]
+    heatmaps = re.findall(r'<img src="([^"]+/picture/heatmap-[0-9])"', detector_panel)
+    assert len(heatmaps) == 6 and "Artifact heatmaps on keyframes" in detector_panel
+    assert '<linearGradient id="heat-scale"><stop offset="0.0" stop-color="#440154"/>' in detector_panel
+    assert "probability of AI generation per 32 px patch" in detector_panel
+    assert "No artifact heatmaps" not in html and 'style="' not in html
+    picture = client.get(heatmaps[0])
+    assert picture.status_code == 200 and picture.mimetype == "image/png"
+    export = json.loads(client.get(f"{job_url}/report.json").data)["keyframes"]
+    assert export["heatmaps"]["state"] == "per_frame"
+    assert [i["heatmap_artifact"]["href"] for i in export["items"]] == heatmaps
 
 
 def test_script_uploads_get_json_and_problems_are_readable(client, env: WebEnv) -> None:

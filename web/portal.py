@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 from flask import (
@@ -27,7 +28,7 @@ from flask import (
 )
 
 from pipeline.models import JobState
-from pipeline.representation import clean_report
+from pipeline.representation import clean_report, link_pictures
 
 from . import web_state
 from .api import generation_request, manifest_of
@@ -37,6 +38,9 @@ from .report_view import present
 from .uploads import received
 
 bp = Blueprint("portal", __name__, static_folder="static", static_url_path="/static")
+
+# Roles of the pictures a verification report names (provenance.keyframes): keyframes and heatmaps.
+PICTURE_ROLE = re.compile(r"(?:keyframe|heatmap)-[0-9]{1,2}")
 
 
 bp.before_request(protect_forms)
@@ -147,12 +151,19 @@ def _job(job_id: str):
     return web_state().pipeline.get(job_id, owner=visitor_owner())
 
 
+def _report(view: Any) -> dict[str, Any]:
+    """A succeeded verification's report as the portal shows and exports it: cleaned, its pictures
+    linked to this portal's picture URLs."""
+    report = clean_report(web_state().pipeline.report_of(view))
+    return link_pictures(report, view, lambda item: url_for("portal.job_picture", job_id=view.id, role=item.role))
+
+
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
     view = _job(job_id)
     report = None
     if view.kind == "verify" and view.state == JobState.SUCCEEDED:
-        report = present(clean_report(web_state().pipeline.report(view.id)))
+        report = present(_report(view))
     return render_template("job.html", job=view, report=report)
 
 
@@ -168,7 +179,7 @@ def job_report(job_id: str):
     view = _job(job_id)
     if view.kind != "verify" or view.state != JobState.SUCCEEDED:
         abort(404)
-    data = json.dumps(clean_report(web_state().pipeline.report(view.id)), indent=2, sort_keys=True, default=str)
+    data = json.dumps(_report(view), indent=2, sort_keys=True, default=str)
     return send_file(io.BytesIO(data.encode()), mimetype="application/json", as_attachment=True,
                      download_name=f"veriframe-report-{view.id[:8]}.json", max_age=0)
 
@@ -183,6 +194,20 @@ def job_file(job_id: str, role: str):
     inline = request.args.get("inline") == "1"
     return send_file(stream, mimetype=item.media_type, as_attachment=not inline,
                      download_name=item.filename or f"{role}.bin", etag=item.sha256, max_age=0, conditional=True)
+
+
+@bp.get("/jobs/<job_id>/picture/<role>")
+def job_picture(job_id: str, role: str):
+    """A keyframe or heatmap of a verification, shown inline on its report page."""
+    if not PICTURE_ROLE.fullmatch(role):
+        abort(404)
+    view = _job(job_id)
+    item = view.artifact(role)
+    if item is None or item.media_type not in ("image/jpeg", "image/png"):
+        abort(404)
+    _, stream = web_state().pipeline.open_artifact(item.id, owner=view.owner)
+    return send_file(stream, mimetype=item.media_type, download_name=item.filename or role, etag=item.sha256,
+                     max_age=0, conditional=True)
 
 
 @bp.get("/jobs/<job_id>/manifest.c2pa")

@@ -1,4 +1,4 @@
-"""A verification report (version 1) turned into what the portal's report page shows.
+"""A verification report (version 3) turned into what the portal's report page shows.
 
 The report itself stays the source of truth (it is what the JSON export holds); this only picks
 headlines, tones and plain words, so the template stays free of logic.
@@ -62,8 +62,39 @@ def _timeline(frames: list[dict[str, Any]], width: int = 600, height: int = 80) 
             for i, p in enumerate(points)]
 
 
+def clock(seconds: float) -> str:
+    """A time in the clip as people read it: "4.20 s", "1:05.3" past a minute."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def _keyframes(section: Any, still: bool) -> dict[str, Any] | None:
+    """The keyframe strip and the heatmaps over keyframes, from a report whose pictures are linked
+    (``pipeline.representation.link_pictures``); None when the report has no strip."""
+    if not isinstance(section, dict):
+        return None
+    frames, heatmaps = [], []
+    for item in section.get("items") or []:
+        image, heat = item.get("image_artifact") or {}, item.get("heatmap_artifact") or {}
+        if not image.get("href"):
+            continue
+        when = "the still image" if still else clock(float(item.get("time_s") or 0.0))
+        frame = {"src": image["href"], "width": item.get("width"), "height": item.get("height"), "when": when,
+                 "index": item.get("index"), "time_s": item.get("time_s")}
+        frames.append(frame)
+        if heat.get("href"):
+            heatmaps.append({**frame, "src": heat["href"], "averaged": item.get("heatmap_source") == "clip_average"})
+    summary = section.get("heatmaps") or {}
+    return {"frames": frames, "heatmaps": heatmaps, "selection": section.get("selection"),
+            "heatmap_note": summary.get("message"), "scale": summary.get("scale") or [],
+            "cell_px": summary.get("cell_px")}
+
+
 def present(report: dict[str, Any]) -> dict[str, Any]:
-    """The view model of the report page."""
+    """The view model of the report page; keyframe pictures show when the report's are linked
+    (``pipeline.representation.link_pictures``)."""
     c2pa = report.get("c2pa") or {}
     mark = report.get("watermark") or {}
     detector = report.get("detector") or {}
@@ -101,5 +132,6 @@ def present(report: dict[str, Any]) -> dict[str, Any]:
         "timeline": _timeline(detector.get("frames") or []),
         "detector_note": detector.get("message") if detector.get("state") == "disabled" else None,
         "file": report.get("file") or {},
+        "keyframes": _keyframes(report.get("keyframes"), bool((report.get("file") or {}).get("is_still"))),
         "raw": report,
     }
