@@ -63,6 +63,11 @@ def test_unknown_route_and_wrong_method_are_problems(client, env: WebEnv) -> Non
     response = client.get(f"{API}/verifications", headers=env.auth("alice"))
     assert_problem(response, 405)
     assert "POST" in response.headers["Allow"]
+    # "batch" is not a job id: job routes take UUIDs, so the batch path offers POST and nothing else.
+    response = client.get(f"{API}/verifications/batch", headers=env.auth("alice"))
+    assert_problem(response, 405)
+    assert "GET" not in response.headers["Allow"]
+    assert_problem(client.get(f"{API}/jobs/not-a-uuid", headers=env.auth("alice")), 404)
 
 
 # --- authentication, scopes, rate limits ---------------------------------------------------------
