@@ -272,8 +272,10 @@ def generation_request(body: Any) -> dict[str, Any]:
             continue
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             errors.append({"field": name, "message": "wrong type"})
-        elif isinstance(value, str) and not low <= len(value.strip() if name == "prompt" else value) <= high:
+        elif isinstance(value, str) and not low <= len(value) <= high:
             errors.append({"field": name, "message": f"length must be within {low:g}..{high:g}"})
+        elif name == "prompt" and not value.strip():
+            errors.append({"field": name, "message": "blank"})
         elif isinstance(value, int | float) and not isinstance(value, bool) and not low <= value <= high:
             errors.append({"field": name, "message": f"must be within {low:g}..{high:g}"})
     if errors:

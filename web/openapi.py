@@ -30,9 +30,9 @@ WAIT = {"name": "wait", "in": "query", "required": False,
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "a repeated submission with the same key returns the first job",
                "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
-CALLBACK_URL = {"type": "string", "format": "uri", "maxLength": 2000,
+CALLBACK_URL = {"type": "string", "maxLength": 2000, "anyOf": [{"format": "uri"}, {"const": ""}],
                 "description": "https URL to POST the job to when it ends, signed with the API key's webhook "
-                               "secret (see the jobEnded callback and docs/webhooks.md)"}
+                               "secret (see the jobEnded callback and docs/webhooks.md); empty means none"}
 # What a submission with callback_url receives once its job has ended.
 CALLBACKS = {"jobEnded": {"{$request.body#/callback_url}": {"post": {
     "summary": "the job ended (succeeded, failed or cancelled)",
@@ -49,6 +49,11 @@ CALLBACKS = {"jobEnded": {"{$request.body#/callback_url}": {"post": {
         "$ref": "#/components/schemas/WebhookEvent"}}}},
     "responses": {"2XX": {"description": "received; anything else (or no answer) is retried"}},
 }}}}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` that also allows null (a JSON body's optional field, which null leaves at its default)."""
+    return {**schema, "type": [schema["type"], "null"]}
 
 
 def _upload_body(extra: dict[str, Any]) -> dict[str, Any]:
@@ -144,11 +149,13 @@ def document(batch_max_files: int = 20) -> dict[str, Any]:
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
                                                                 "default": 20}},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
-                    {"name": "kind", "in": "query", "schema": {"type": "string",
-                                                              "enum": ["verify", "sign", "generate"]}},
-                    {"name": "state", "in": "query", "schema": {"type": "string", "enum": [
-                        "queued", "running", "succeeded", "failed", "cancelled"]}}],
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**9,
+                                                                 "default": 0}},
+                    {"name": "kind", "in": "query", "description": "left out or empty: every kind",
+                     "schema": {"type": "string", "enum": ["verify", "sign", "generate", ""]}},
+                    {"name": "state", "in": "query", "description": "left out or empty: every state",
+                     "schema": {"type": "string", "enum": [
+                         "queued", "running", "succeeded", "failed", "cancelled", ""]}}],
                 "responses": {"200": {"description": "a page of jobs", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/JobPage"}}}},
                     "400": _problem("invalid paging or filter"), **COMMON_ERRORS}}},
@@ -161,7 +168,9 @@ def document(batch_max_files: int = 20) -> dict[str, Any]:
                 "security": [{"apiKey": []}],
                 "parameters": [{"name": "artifact_id", "in": "path", "required": True,
                                 "schema": {"type": "string", "format": "uuid"}}],
-                "responses": {"200": _binary("the file", "application/octet-stream"),
+                "responses": {"200": {"description": "the file, as the artifact's media_type says (video/mp4, "
+                                                     "image/jpeg, application/json...)",
+                                      "content": {"*/*": {}}},
                               "404": {"$ref": "#/components/responses/NotFound"}, **COMMON_ERRORS}}},
             "/manifests/{job_id}": {"get": {
                 "summary": "the C2PA manifest store a job signed, or the one a verified clip points to",
@@ -257,21 +266,25 @@ def document(batch_max_files: int = 20) -> dict[str, Any]:
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
                     "limit": {"type": "integer"}, "offset": {"type": "integer"},
                     "next": {"type": ["string", "null"]}, "previous": {"type": ["string", "null"]}}},
-                "GenerationRequest": {"type": "object", "required": ["prompt"], "additionalProperties": False,
-                                      "properties": {
-                    "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
-                    "negative": {"type": "string", "maxLength": 2000},
-                    "title": {"type": "string", "maxLength": 200},
-                    "width": {"type": "integer", "minimum": 16, "maximum": 4096},
-                    "height": {"type": "integer", "minimum": 16, "maximum": 4096},
-                    "seconds": {"type": "number", "minimum": 0.04, "maximum": 600},
-                    "fps": {"type": "number", "minimum": 1, "maximum": 120},
-                    "steps": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "cfg": {"type": "number", "minimum": 0, "maximum": 50},
-                    "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
-                    "include_prompt": {"type": "boolean", "default": False,
-                                       "description": "record the prompt in the manifest"},
-                    "callback_url": CALLBACK_URL}},
+                "GenerationRequest": {
+                    "type": "object", "required": ["prompt"], "additionalProperties": False,
+                    "description": "an optional field that is null takes its default, as if it were left out",
+                    "properties": {
+                        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S",
+                                   "description": "not blank"},
+                        **{name: _nullable(schema) for name, schema in {
+                            "negative": {"type": "string", "maxLength": 2000},
+                            "title": {"type": "string", "maxLength": 200},
+                            "width": {"type": "integer", "minimum": 16, "maximum": 4096},
+                            "height": {"type": "integer", "minimum": 16, "maximum": 4096},
+                            "seconds": {"type": "number", "minimum": 0.04, "maximum": 600},
+                            "fps": {"type": "number", "minimum": 1, "maximum": 120},
+                            "steps": {"type": "integer", "minimum": 1, "maximum": 1000},
+                            "cfg": {"type": "number", "minimum": 0, "maximum": 50},
+                            "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+                            "include_prompt": {"type": "boolean", "default": False,
+                                               "description": "record the prompt in the manifest"},
+                            "callback_url": CALLBACK_URL}.items()}}},
             },
         },
     }
