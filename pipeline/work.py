@@ -29,6 +29,7 @@ from storage import ArtifactStore, check_sha256
 from . import credentials, generation
 from .errors import JobInputError
 from .jobs import NewArtifact, Outcome
+from .representation import clean_report
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ def verify(ctx: JobContext) -> Outcome:
         ctx.progress("credentials, watermark and detector", 5.0)
         report, pictures = credentials.verify(path, ctx.settings)
     ctx.progress("store", 95.0)
-    ref = ctx.store.put_bytes(json.dumps(report, indent=2, sort_keys=True, default=str).encode())
+    # Stored without the worker's scratch path: the report is an artifact its owner downloads as is.
+    ref = ctx.store.put_bytes(json.dumps(clean_report(report), indent=2, sort_keys=True, default=str).encode())
     # Content-addressed blobs and one artifact per (job, role): a rerun stores nothing twice.
     stored = [(p, ctx.store.put_bytes(p.data)) for p in pictures]
     c2pa, mark = report.get("c2pa", {}), report.get("watermark", {})

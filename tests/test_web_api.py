@@ -130,6 +130,7 @@ def test_verification_is_accepted_then_reports(client, env: WebEnv) -> None:
     report_artifact = next(a for a in body["artifacts"] if a["role"] == "report")
     download = client.get(report_artifact["href"], headers=env.auth("alice"))
     assert download.status_code == 200 and json.loads(download.data)["file"]["sha256"] == report["file"]["sha256"]
+    assert "path" not in json.loads(download.data)["c2pa"]  # nor in the stored report, downloaded as is
     assert "attachment" in download.headers["Content-Disposition"]
 
 
