@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from media import atomic_path
 
 from .autoencoder import AutoencoderConfig, VideoAutoencoder
 from .dit import DiTConfig, VideoDiT
@@ -35,21 +34,6 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "autoencoder": (AutoencoderConfig, VideoAutoencoder),
     "dit": (DiTConfig, VideoDiT),
 }
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it only if the block completes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _kind_of(model: nn.Module) -> str:
@@ -67,7 +51,7 @@ def save_component(path: str | os.PathLike[str], model: VideoAutoencoder | Video
                 "config": json.dumps(model.config.to_dict())}
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous().clone()
                for k, v in model.state_dict().items()}
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
 
@@ -154,7 +138,7 @@ def save_bundle(directory: str | os.PathLike[str], *, autoencoder: VideoAutoenco
     bundle = {"format": FORMAT, "version": VERSION, "preset": preset, "text_encoder": text_encoder,
               "autoencoder": "autoencoder.safetensors", "dit": "dit.safetensors", "flow": flow,
               "defaults": defaults, **(extra or {})}
-    with _atomic(directory / BUNDLE_FILE) as tmp:
+    with atomic_path(directory / BUNDLE_FILE) as tmp:
         tmp.write_text(json.dumps(bundle, indent=2) + "\n")
     return directory
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from media import atomic_path
+
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def _write_png(path: Path, image_rgb: np.ndarray) -> Path:
     """Write atomically (a half-written PNG never replaces a good one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path}")
     return path
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .checkpoint import _atomic
+from media import atomic_path
+
 from .data.analyse import FACTS
 from .evaluate import shown_path
 
@@ -231,7 +232,7 @@ def write_outputs(results: dict, sheet_rows: Sequence[tuple], *, report: str | o
                   json_path: str | os.PathLike[str] | None) -> None:
     """The JSON, the markdown report and (beside it, .png) the contact sheet, each written atomically."""
     if json_path is not None:
-        with _atomic(Path(json_path)) as tmp:
+        with atomic_path(Path(json_path)) as tmp:
             tmp.write_text(json.dumps(results, indent=2) + "\n")
     if report is None:
         return
@@ -241,8 +242,8 @@ def write_outputs(results: dict, sheet_rows: Sequence[tuple], *, report: str | o
         ok, data = cv2.imencode(".png", cv2.cvtColor(contact_sheet(sheet_rows), cv2.COLOR_RGB2BGR))
         if not ok:
             raise RuntimeError("OpenCV could not encode the contact sheet")
-        with _atomic(png) as tmp:
+        with atomic_path(png) as tmp:
             tmp.write_bytes(data.tobytes())
-    with _atomic(report) as tmp:
+    with atomic_path(report) as tmp:
         tmp.write_text(render_markdown(results, png.name if png is not None else None,
                                        None if json_path is None else shown_path(json_path)))

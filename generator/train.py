@@ -42,8 +42,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from media import atomic_path
+
 from .autoencoder import AutoencoderConfig, VideoAutoencoder
-from .checkpoint import _atomic, load_component, save_bundle, save_component
+from .checkpoint import load_component, save_bundle, save_component
 from .conditioning import random_frame_mask
 from .data.batches import BatchSpec, ClipBatches, FolderSource, LatentCache, ShapesSource
 from .dit import VideoDiT, dit_config
@@ -241,7 +243,7 @@ def _save_state(path: Path, step: int, cfg: TrainConfig, model: nn.Module, ema: 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     meta = {"format": STATE_FORMAT, "step": str(step), "config": json.dumps(cfg.to_dict()),
             "model_config": json.dumps(model.config.to_dict()), "extra": json.dumps(extra)}
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
@@ -328,6 +330,19 @@ def _source(cfg: TrainConfig, base: Path | None, seed: int) -> ShapesSource | Fo
     return FolderSource(cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, seed)
 
 
+def _past(deadline: float | None, world: int, dev: torch.device) -> bool:
+    """Whether the run's time is up; under DDP every rank gets the same answer (the first clock past
+    it wins), so no rank waits in a collective for one that already stopped."""
+    if deadline is None:
+        return False
+    over = time.monotonic() > deadline
+    if world > 1:
+        flag = torch.tensor([float(over)], device=dev)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        over = bool(flag.item())
+    return over
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group when started by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -411,7 +426,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     t_last, seen = time.perf_counter(), 0
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     while step < end:
-        if deadline is not None and time.monotonic() > deadline:
+        if _past(deadline, world, dev):
             end = step  # checkpointed below on the last step, or here when nothing ran since
             if rank == 0 and step % cfg.checkpoint_every:
                 _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world})

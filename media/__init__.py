@@ -14,6 +14,7 @@ from .errors import (
     NoVideoStreamError,
     UnsupportedMediaError,
 )
+from .files import atomic_path
 from .limits import MediaLimits
 from .probe import MediaInfo, probe
 
@@ -29,6 +30,7 @@ __all__ = [
     "NoVideoStreamError",
     "UnsupportedMediaError",
     "VideoWriter",
+    "atomic_path",
     "feed_frames",
     "iter_frames",
     "probe",

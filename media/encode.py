@@ -13,8 +13,7 @@ import itertools
 import logging
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +25,7 @@ from av.video.frame import PictureType
 
 from .decode import decoded_frames, iter_frames, plane_view
 from .errors import CorruptMediaError, MediaError, UnsupportedMediaError
+from .files import atomic_path
 from .limits import MediaLimits
 from .probe import DEFAULT_LIMITS, MediaInfo, probe, video_rate
 
@@ -49,22 +49,6 @@ def output_kind(path: PathLike) -> str:
     if ext in _IMAGE_EXTS:
         return "image"
     raise UnsupportedMediaError(f"cannot write {Path(path).name}: use .mp4, .mov, .png, .jpg or .jpeg")
-
-
-@contextlib.contextmanager
-def _atomic_path(out_path: Path) -> Iterator[Path]:
-    """A temporary path beside `out_path`, renamed onto it if the block succeeds and removed if not."""
-    fd, name = tempfile.mkstemp(
-        prefix=f".{out_path.name}.", suffix=f".tmp{out_path.suffix}", dir=out_path.parent
-    )
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; outputs are ordinary files
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class _AudioPassthrough:
@@ -167,7 +151,7 @@ class VideoWriter:
         self.frames_written = 0
         self._output: av.container.OutputContainer | None = None
         self._audio: _AudioPassthrough | None = None
-        self._atomic = _atomic_path(self.out_path)
+        self._atomic = atomic_path(self.out_path)
 
     def __enter__(self) -> VideoWriter:
         tmp = self._atomic.__enter__()
@@ -281,7 +265,7 @@ def write_image(out_path: PathLike, image: np.ndarray) -> None:
     ok, data = cv2.imencode(".jpg" if jpeg else ".png", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95] if jpeg else [])
     if not ok:
         raise MediaError(f"could not encode {out_path.name}")
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         tmp.write_bytes(data.tobytes())
 
 

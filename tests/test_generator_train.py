@@ -181,7 +181,8 @@ def test_distributed_data_parallel_with_torchrun(tmp_path: Path) -> None:
         pytest.skip("torchrun is not installed beside this interpreter")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VERIFRAME_INSTANCE": str(tmp_path / "instance")}
     r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(ROOT / "manage.py"), "train",
-                        "autoencoder", "--config", "smoke-ae", "--out", str(tmp_path / "ddp"), "--steps", "2"],
+                        "autoencoder", "--config", "smoke-ae", "--out", str(tmp_path / "ddp"), "--steps", "2",
+                        "--max-minutes", "30"],  # the deadline is agreed between the ranks each step
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     state = _tensors(tmp_path / "ddp" / STATE_FILE)
