@@ -5,7 +5,12 @@ kept in the hash string so they can be raised later). Logging in costs one hash 
 email exists, so the answer and its timing say nothing about which emails have accounts.
 A user's jobs and API keys belong to the owner ``user:<id>`` (``User.owner``).
 
-The table (``pipeline.models.User``) is created by migration 0003, like every other.
+Changing a password (the user, knowing the current one, or an administrator) raises the user's
+``session_version``; a portal session remembers the version it logged in with, so every other
+session of that user ends at its next request (``web.identity.current_user``).
+
+The table (``pipeline.models.User``) is created by migration 0003, like every other; 0004 adds
+``session_version``.
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ class User:
     email: str
     created_at: dt.datetime
     disabled: bool
+    session_version: int = 0  # raised by every password change (see the module's docstring)
 
     @classmethod
     def of(cls, row: UserRow) -> User:
-        return cls(row.id, row.email, row.created_at, bool(row.disabled))
+        return cls(row.id, row.email, row.created_at, bool(row.disabled), row.session_version or 0)
 
     @property
     def owner(self) -> str:
@@ -67,6 +73,7 @@ def normalise_email(email: str) -> str:
 
 
 def check_new_password(password: str) -> None:
+    """AccountError unless ``password`` may be chosen (the rules of sign-up and of every change)."""
     if len(password) < PASSWORD_MIN:
         raise AccountError(f"choose a password of at least {PASSWORD_MIN} characters")
     if len(password) > PASSWORD_MAX:
@@ -139,3 +146,37 @@ class UserStore:
             session.execute(update(UserRow).where(UserRow.id == row.id).values(disabled=disabled))
             session.commit()
             return User.of(session.get(UserRow, row.id, populate_existing=True))
+
+    def change_password(self, user_id: str, current: str, new: str) -> User:
+        """The user's own change: AccountError when ``current`` is not their password or ``new`` may
+        not be chosen. Their other sessions end (the session version goes up)."""
+        with self._session() as session:
+            row = session.get(UserRow, user_id)
+        if row is None or row.disabled or not check_password_hash(row.password_hash, current):
+            raise AccountError("the current password is wrong")
+        check_new_password(new)
+        # Compare-and-set on the old hash: of two changes racing, only the first one counts.
+        return self._store_password(user_id, new, expected_hash=row.password_hash)
+
+    def set_password(self, email: str, new: str) -> User:
+        """An administrator's reset: LookupError when there is no user with that email, AccountError
+        when ``new`` may not be chosen. Every session of the user ends."""
+        address = email.strip().lower()
+        with self._session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.email == address))
+        if row is None:
+            raise LookupError(f"no user with email {email!r}")
+        check_new_password(new)
+        return self._store_password(row.id, new)
+
+    def _store_password(self, user_id: str, new: str, *, expected_hash: str | None = None) -> User:
+        query = update(UserRow).where(UserRow.id == user_id)
+        if expected_hash is not None:
+            query = query.where(UserRow.password_hash == expected_hash)
+        with self._session() as session:
+            changed = session.execute(query.values(password_hash=generate_password_hash(new),
+                                                   session_version=UserRow.session_version + 1)).rowcount
+            session.commit()
+            if changed != 1:
+                raise AccountError("the password was changed meanwhile: log in again")
+            return User.of(session.get(UserRow, user_id, populate_existing=True))
