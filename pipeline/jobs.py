@@ -254,6 +254,26 @@ def cancel_job(session: Session, job_id: str, *, owner: str | None = None) -> Jo
     return view
 
 
+def transfer_jobs(session: Session, from_owner: str, to_owner: str) -> int:
+    """Give every job of ``from_owner``, and their artifacts, to ``to_owner`` (the caller commits,
+    so both tables move in one transaction); returns how many jobs moved.
+
+    Only rows owned by ``from_owner`` at that moment move, whatever state their job is in: a worker
+    finishing one meanwhile writes its artifacts under the job's owner as it stands once the job
+    row is locked (``finish_job``). A job with an idempotency key stays where it is, since it could
+    collide with one of ``to_owner``'s keys (the portal, whose visitors' jobs move, never sets one).
+    """
+    if not from_owner or from_owner == to_owner:
+        return 0
+    moved = session.execute(
+        update(Job).where(Job.owner == from_owner, Job.idempotency_key.is_(None)).values(owner=to_owner)
+    ).rowcount
+    theirs = select(Job.id).where(Job.owner == to_owner)
+    session.execute(update(Artifact).where(Artifact.owner == from_owner, Artifact.job_id.in_(theirs))
+                    .values(owner=to_owner))
+    return moved
+
+
 # --- the worker's side --------------------------------------------------------------------------
 
 
@@ -354,13 +374,7 @@ def finish_job(sessions: sessionmaker[Session], job_id: str, token: str, outcome
     so a job has exactly one result however many times it ran.
     """
     with sessions() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise ClaimLostError(f"job {job_id} disappeared")
         now = utcnow()
-        for item in outcome.artifacts:
-            session.add(Artifact(job_id=job_id, role=item.role, sha256=item.sha256, size=item.size,
-                                 media_type=item.media_type, filename=item.filename, owner=job.owner))
         n = session.execute(
             update(Job).where(_held(job_id, token))
             .values(state=JobState.SUCCEEDED, result=outcome.result, stage="done", percent=100.0,
@@ -369,6 +383,12 @@ def finish_job(sessions: sessionmaker[Session], job_id: str, token: str, outcome
         if n != 1:
             session.rollback()
             raise _why_lost(session, job_id)
+        # The owner is read after the UPDATE locked the row, so a transfer_jobs racing with this
+        # either moved the job before (its new owner is read here) or moves these artifacts after.
+        owner = session.scalar(select(Job.owner).where(Job.id == job_id))
+        for item in outcome.artifacts:
+            session.add(Artifact(job_id=job_id, role=item.role, sha256=item.sha256, size=item.size,
+                                 media_type=item.media_type, filename=item.filename, owner=owner))
         try:
             session.commit()
         except IntegrityError:

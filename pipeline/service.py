@@ -210,6 +210,16 @@ class Pipeline:
         with self.runtime.sessions() as session:
             return jobs.list_jobs(session, owner=owner, kind=kind, state=state, limit=limit, offset=offset)
 
+    def transfer_jobs(self, from_owner: str, to_owner: str) -> int:
+        """Give all of ``from_owner``'s jobs and their artifacts to ``to_owner``, atomically (for a
+        portal visitor who logs in: their anonymous jobs become their account's)."""
+        with self.runtime.sessions() as session:
+            moved = jobs.transfer_jobs(session, from_owner, to_owner)
+            session.commit()
+        if moved:
+            log.info("%d job(s) of %s now belong to %s", moved, from_owner, to_owner)
+        return moved
+
     def cancel(self, job_id: str, *, owner: str | None = None) -> jobs.JobView:
         with self.runtime.sessions() as session:
             view = jobs.cancel_job(session, job_id, owner=owner)
