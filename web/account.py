@@ -1,10 +1,14 @@
-"""Portal account pages: sign up, log in, log out, and a user's API keys.
+"""Portal account pages: sign up, log in, log out, change the password, and a user's API keys.
 
 Log-in answers the same "wrong email or password" for an unknown email, a wrong password and a
 disabled account, and attempts are rate-limited per client address. Sign-up is open when
 ``Settings.signup_open`` says so (``web_signup``); otherwise an administrator creates accounts
 with ``manage.py users create``. API keys made here are owned by the user, so the jobs made with
 them are the same list as the user's portal jobs; a new key and its webhook secret are shown once.
+
+Logging in or signing up moves the clips the visitor verified anonymously in this browser into
+the account. Changing the password needs the current one (attempts count against the log-in limit,
+as guessing it is guessing a password) and ends the user's other sessions; this one starts afresh.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from . import web_state
 from .apikeys import SCOPES, ApiKeyError, KeyInfo, NewKey
 from .errors import Problem
 from .identity import current_user, limit_login_attempts, log_in, log_out, login_required, protect_forms, safe_next
-from .users import AccountError
+from .users import PASSWORD_MIN, AccountError, User
 
 bp = Blueprint("account", __name__)
 bp.before_request(protect_forms)
@@ -27,6 +31,15 @@ def _after_login():
     return redirect(safe_next(request.values.get("next")) or url_for("portal.jobs"), code=303)
 
 
+def _start_session(user: User, greeting: str) -> None:
+    """Log ``user`` in and say so, and say which anonymous jobs came along."""
+    moved = log_in(user)
+    if moved:
+        greeting += (f" The {moved} clip{'s' if moved != 1 else ''} you verified before logging in "
+                     f"{'are' if moved != 1 else 'is'} now in your jobs.")
+    flash(greeting)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
@@ -36,8 +49,7 @@ def login():
         if user is None:
             flash(WRONG_LOGIN, "error")
             return render_template("login.html", email=email), 401
-        log_in(user)
-        flash(f"Logged in as {user.email}.")
+        _start_session(user, f"Logged in as {user.email}.")
         return _after_login()
     if current_user() is not None:
         return _after_login()
@@ -60,8 +72,7 @@ def signup():
         except AccountError as exc:
             flash(f"{str(exc).capitalize()}.", "error")
             return render_template("signup.html", email=email), 400
-        log_in(user)
-        flash(f"Welcome: your account {user.email} is ready.")
+        _start_session(user, f"Welcome: your account {user.email} is ready.")
         return _after_login()
     return render_template("signup.html", email="")
 
@@ -71,6 +82,29 @@ def logout():
     log_out()
     flash("Logged out.")
     return redirect(url_for("portal.verify_page"), code=303)
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return render_template("account.html", password_min=PASSWORD_MIN)
+
+
+@bp.post("/account/password")
+@login_required
+def change_password():
+    limit_login_attempts()
+    new = request.form.get("new_password") or ""
+    try:
+        if new != (request.form.get("new_password2") or ""):
+            raise AccountError("the two new passwords differ")
+        user = web_state().users.change_password(current_user().id, request.form.get("current_password") or "", new)
+    except AccountError as exc:
+        flash(f"{str(exc).capitalize()}.", "error")
+        return render_template("account.html", password_min=PASSWORD_MIN), 400
+    log_in(user)  # a fresh session holding the new session version; the others have ended
+    flash("Your password is changed. Any other session of your account is logged out.")
+    return redirect(url_for("account.account"), code=303)
 
 
 def _keys_page(status: int = 200, new_key: NewKey | None = None, name: str = ""):

@@ -1,10 +1,17 @@
 """Who is visiting the portal, and the CSRF check of its forms.
 
-A visitor is a logged-in user (the session holds the user's id, re-read on every request, so
-disabling the account ends its sessions at once) or, where ``web_public_verify`` allows it, an
-anonymous visitor who may verify clips and whose jobs belong to their browser session alone
-(``portal:<random>``). Jobs and artifacts are always looked up with the visitor's owner, so
-anyone else's are a 404.
+A visitor is a logged-in user (the session holds the user's id and session version, checked
+against the user's row on every request, so disabling the account or changing its password ends
+its other sessions at once) or, where ``web_public_verify`` allows it, an anonymous visitor who may
+verify clips and whose jobs belong to their browser session alone (``portal:<random>``, the random
+part kept in the signed session cookie). Jobs and artifacts are always looked up with the
+visitor's owner, so anyone else's are a 404.
+
+Logging in (or signing up) starts a new session, so no identity or CSRF token from before it
+carries over (the session is a signed cookie: there is no server-side id to fixate). The jobs of
+the anonymous identity it replaces move into the account first, so a visitor who verified before
+logging in keeps them in their history; only that identity's jobs move, and only someone able to
+set this site's cookies in the browser could make it name theirs.
 
 Every POST of the portal carries the session's CSRF token (a hidden field, or ``X-CSRF-Token`` from
 app.js) and counts against the per-address rate limit; the session cookie is HttpOnly and
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +36,8 @@ from .errors import Problem
 from .users import User
 
 LOG_IN_FIRST = "log in first: signing and generating are for creators with an account"
+ANONYMOUS_OWNER_PREFIX = "portal:"  # owner of an anonymous visitor's jobs: "portal:<32 hex>"
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def csrf_token() -> str:
@@ -57,11 +67,12 @@ def limit_login_attempts() -> None:
 
 
 def current_user() -> User | None:
-    """The logged-in, enabled user of this request, or None (a disabled user's session ends here)."""
+    """The logged-in, enabled user of this request, or None (the session of a disabled user, or one
+    older than the user's last password change, ends here)."""
     if "vf_user" not in g:
         user_id = session.get("user_id")
         user = web_state().users.get(user_id) if isinstance(user_id, str) else None
-        if user is not None and user.disabled:
+        if user is not None and (user.disabled or session.get("session_version", 0) != user.session_version):
             user = None
         if user is None and user_id is not None:
             session.clear()
@@ -69,11 +80,25 @@ def current_user() -> User | None:
     return g.vf_user
 
 
-def log_in(user: User) -> None:
-    """Start a fresh session for ``user``: a new identity gets a new session (and CSRF token)."""
+def _anonymous_owner() -> str | None:
+    """The owner of this session's anonymous jobs, if it made any identity for them."""
+    anon = session.get("anon")
+    return ANONYMOUS_OWNER_PREFIX + anon if isinstance(anon, str) and _ANONYMOUS_ID.fullmatch(anon) else None
+
+
+def log_in(user: User) -> int:
+    """Start a fresh session for ``user``: a new identity gets a new session (and CSRF token).
+
+    The jobs this browser made anonymously move into the account first (only that session's
+    owner's, which the signed cookie names), so that a failure leaves the old session as it was.
+    Returns how many moved."""
+    anonymous = _anonymous_owner()
+    moved = web_state().pipeline.transfer_jobs(anonymous, user.owner) if anonymous else 0
     session.clear()
     session["user_id"] = user.id
+    session["session_version"] = user.session_version
     g.vf_user = user
+    return moved
 
 
 def log_out() -> None:
@@ -90,9 +115,11 @@ def visitor_owner(*, creator: bool = False) -> str:
     if user is not None:
         return user.owner
     if not creator and web_state().settings.web_public_verify:
-        if "anon" not in session:
+        owner = _anonymous_owner()
+        if owner is None:
             session["anon"] = secrets.token_hex(16)
-        return f"portal:{session['anon']}"
+            owner = ANONYMOUS_OWNER_PREFIX + session["anon"]
+        return owner
     raise Problem(401, LOG_IN_FIRST if creator else "this instance verifies for logged-in users only: log in first")
 
 
