@@ -607,15 +607,36 @@ def users_create(ctx: click.Context, email: str) -> None:
     first line is the password (``printf '%s\\n' "$PW" | manage.py users create --email E``)."""
     from web.users import AccountError
 
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_new_password()
     try:
         user = _user_store(ctx).create(email, password)
     except AccountError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"created user {user.email} (id {user.id})")
+
+
+def _read_new_password() -> str:
+    """Asked twice, hidden, on a terminal; otherwise the first line of stdin (never an argument,
+    which would show in the process list and the shell's history)."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users.command("set-password")
+@click.option("--email", required=True, help="The account's email.")
+@click.pass_context
+def users_set_password(ctx: click.Context, email: str) -> None:
+    """Set a new password for an account (a reset: the old one is not needed) and end its portal
+    sessions. Read like `users create` reads one: hidden prompt, or a pipe's first line."""
+    from web.users import AccountError
+
+    password = _read_new_password()
+    try:
+        user = _user_store(ctx).set_password(email, password)
+    except (AccountError, LookupError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"set a new password for {user.email}; its portal sessions have ended")
 
 
 @users.command("list")
