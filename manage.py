@@ -367,8 +367,10 @@ def _generator_train_command(kind: str, default_config: str):  # -> click.Comman
     @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
                   help="Run folder: state, log, loss.png, samples/, and the exported model.")
     @click.option("--resume", is_flag=True, help="Continue the run in OUT exactly where its last checkpoint left it.")
-    @click.option("--steps", type=click.IntRange(1), default=None, help="Total steps of the run (overrides the config).")
-    @click.option("--data", default=None, help="'shapes' or a folder of captioned videos (clip.mp4 + clip.txt, or captions.csv).")
+    @click.option("--steps", type=click.IntRange(1), default=None,
+                  help="Total steps of the run (overrides the config).")
+    @click.option("--data", default=None,
+                  help="'shapes' or a folder of captioned videos (clip.mp4 + clip.txt, or captions.csv).")
     @click.option("--autoencoder", "autoencoder", default=None, type=click.Path(exists=True, dir_okay=False),
                   help="dit only: the trained autoencoder.safetensors.")
     @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader processes building batches.")
@@ -381,7 +383,8 @@ def _generator_train_command(kind: str, default_config: str):  # -> click.Comman
     def command(config: str, out: Path, resume: bool, steps: int | None, data: str | None, autoencoder: str | None,
                 workers: int | None, sets: tuple[str, ...], max_minutes: float | None, device: str | None,
                 export_now: bool) -> None:
-        from generator.train import TrainError, load_config, train as run_training
+        from generator.train import TrainError, load_config
+        from generator.train import train as run_training
 
         overrides: dict = {}
         for item in sets:

@@ -145,7 +145,8 @@ def test_train_both_stages_and_generate_from_the_command_line(tmp_path: Path) ->
     r = _manage(tmp_path, "train", "autoencoder", "--config", "smoke-ae", "--out", "ae", "--steps", "2")
     assert r.returncode == 0, r.stderr
     ae = tmp_path / "ae" / "autoencoder.safetensors"
-    assert ae.is_file() and (tmp_path / "ae" / "loss.png").is_file() and list((tmp_path / "ae" / "samples").glob("*.png"))
+    assert ae.is_file() and (tmp_path / "ae" / "loss.png").is_file()
+    assert list((tmp_path / "ae" / "samples").glob("*.png"))
     again = _manage(tmp_path, "train", "autoencoder", "--config", "smoke-ae", "--out", "ae")
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     # A later session continues the run as it was configured (no --config), to a larger --steps.
@@ -201,7 +202,8 @@ def test_a_new_stage_starts_from_exported_weights(tmp_path: Path, smoke_autoenco
     model, _, _ = _build(cfg, None, torch.device("cpu"))
     _init_from(model, smoke_autoencoder, "autoencoder")
     trained = load_component(smoke_autoencoder, "autoencoder")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True))
+    pairs = zip(model.state_dict().values(), trained.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     other, _ = load_config("smoke-ae", {"model": {**cfg.model, "latent_channels": 2}})
     wrong, _, _ = _build(other, None, torch.device("cpu"))
     with pytest.raises(TrainError, match="different autoencoder"):
