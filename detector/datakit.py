@@ -11,12 +11,13 @@ every real image reconstructed through decoders of several families:
 * ``nearest`` / ``bilinear``: area downscale by 2, then nearest or bilinear upsampling;
 * ``tconv-ae``: area-downscaled latent, bilinear base + a learned transposed-conv branch;
 * ``pixelshuffle-ae``: area-downscaled latent, bicubic base + a learned pixel-shuffle branch;
-* ``generator-vae``: veriframe's own causal video VAE (``generator.AE_models["4x4x4"]``, narrow), the
-  decoder our DiT's outputs pass through; only with ``families=`` naming it, and only when
-  ``generator`` imports: on 2 shared CPU cores it trains ~6 steps in 40 s, far too few to reconstruct
-  anything (its output is a blur that would teach "blurry = AI"), so the default kit leaves it out.
+* ``veriframe-vae``: veriframe's own shipped video autoencoder (``weights/generator-tiny``), stills as
+  one-frame videos and clip frames at the end of a 5-frame window (`detector.generator_kit`);
+* ``veriframe-dit``: clips sampled from veriframe's shipped DiT bundle for Shapes-world captions (cached
+  in the kit), with the same scenes rendered by the Shapes world as their real counterpart ``cg-shapes``.
 
-Autoencoders are trained for a short time on real *train* crops only (L1, Adam). ``HELD_OUT`` is
+The small upsampling autoencoders are trained for a fixed number of steps on real *train* crops only
+(L1, Adam), so the kit is a pure function of its seed and the shipped generator. ``HELD_OUT`` is
 never trained on: it is the unseen-generator result. Big Buck Bunny (an animated film, real
 footage in the sense that matters) is test-only. ``build_kit`` writes PNGs and ``kit.csv``
 (path,label,source,family,split,group); `detector.train` reads that CSV or any folder laid out as
@@ -165,35 +166,26 @@ class UpsamplingDecoder(nn.Module):
         return base + self.branch(z)
 
 
-class GeneratorVAE(nn.Module):
-    """veriframe's causal video VAE applied to stills (one-frame videos), in [-1, 1]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from generator import AE_models
-        self.ae = AE_models["4x4x4"](base_channels=16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        recon, _ = self.ae(x.unsqueeze(2))  # (B, 3, 1, H, W)
-        return recon.squeeze(2)
-
-
-def train_autoencoder(model: nn.Module, crops: np.ndarray, seconds: float, seed: int = 0) -> dict[str, float]:
-    """L1 reconstruction on random 64x64 real crops for ``seconds`` of wall time (the kit's budget)."""
+def train_autoencoder(model: nn.Module, crops: np.ndarray, seconds: float | None = None, seed: int = 0,
+                      steps: int | None = None) -> dict[str, float]:
+    """L1 reconstruction on random 64x64 real crops for ``steps`` steps (reproducible) or, without
+    ``steps``, for ``seconds`` of wall time (as many steps as the machine manages)."""
+    if (steps is None) == (seconds is None):
+        raise ValueError("give exactly one of steps and seconds")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     data = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, 64, 64)
-    start, steps, loss = time.monotonic(), 0, torch.tensor(0.0)
+    start, done, loss = time.monotonic(), 0, torch.tensor(0.0)
     model.train()
-    while time.monotonic() - start < seconds:
+    while done < steps if steps is not None else time.monotonic() - start < seconds:
         batch = data[torch.randint(len(data), (16,), generator=gen)]
         loss = F.l1_loss(model(batch), batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        steps += 1
+        done += 1
     model.eval()
-    return {"steps": steps, "l1": round(loss.item(), 4)}
+    return {"steps": done, "l1": round(loss.item(), 4)}
 
 
 def _fixed_upsampler(mode: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -248,71 +240,118 @@ def _random_crops(images: list[np.ndarray], n: int, rng: np.random.Generator, si
     return np.stack(out)
 
 
-DEFAULT_FAMILIES = ("nearest", "bilinear", "tconv-ae", "pixelshuffle-ae")
+DEFAULT_FAMILIES = ("nearest", "bilinear", "tconv-ae", "pixelshuffle-ae", "veriframe-vae", "veriframe-dit")
+Real = tuple[np.ndarray, str, str, str, list[np.ndarray]]  # (rgb, source, group, split, preceding frames)
 
 
-def build_kit(out_dir: str | os.PathLike[str], *, seed: int = 0, ae_seconds: float = 30.0,
-              families: tuple[str, ...] = DEFAULT_FAMILIES) -> Path:
-    """Write the data kit under ``out_dir`` and return the path of its ``kit.csv``."""
+def _clip_reals(name: str, every: int) -> list[Real]:
+    """Every ``every``-th frame of a bundled clip, each with the 4 frames before it (for the video VAE)."""
+    frames = [_centre(f) for f in real_clip_frames(name, 1)]
+    picks = range(0, len(frames), every)
+    return [(frames[i], name.split("_")[0], f"{name}-{k:03d}", _split_of(name, "", k / len(picks)),
+             frames[max(0, i - 4) : i]) for k, i in enumerate(picks)]
+
+
+def dit_items(out: Path, n: int, bundle: Path) -> tuple[list[Real], list[tuple[np.ndarray, str, str]]]:
+    """``n`` DiT clips' frames (rgb, group, split) and their rendered counterparts as ``cg-shapes`` reals.
+
+    Split by blocks of three clips (one per size), by position like the real clips."""
+    from .generator_kit import DIT_FRAMES, SHAPES_FRAMES, clip_specs, render_counterpart, sample_clips
+
+    specs = clip_specs(n)
+    clips = sample_clips(specs, out / "cache" / "veriframe-dit", bundle=bundle)
+    blocks = math.ceil(n / 3)
+    reals: list[Real] = []
+    fakes: list[tuple[np.ndarray, str, str]] = []
+    for spec, clip in zip(specs, clips, strict=True):
+        split, group = _split_of("clip", "", (spec.index // 3) / blocks), f"shapes-{spec.index:03d}"
+        fakes += [(clip[t], group, split) for t in DIT_FRAMES if t < len(clip)]
+        rendered = render_counterpart(spec, len(clip))
+        reals += [(rendered[t], "cg-shapes", group, split, list(rendered[max(0, t - 4) : t]))
+                  for t in SHAPES_FRAMES if t < len(rendered)]
+    return reals, fakes
+
+
+def build_kit(out_dir: str | os.PathLike[str], *, seed: int = 0, ae_steps: int | None = 100,
+              ae_seconds: float | None = None, families: tuple[str, ...] = DEFAULT_FAMILIES,
+              generator: str | os.PathLike[str] | None = None, dit_clips: int = 24) -> Path:
+    """Write the data kit under ``out_dir`` and return the path of its ``kit.csv``.
+
+    The upsampling autoencoders train ``ae_steps`` steps (or, with ``ae_steps=None``, ``ae_seconds`` of
+    wall time). ``generator`` is the bundle for the veriframe families (default: the shipped
+    ``weights/generator-tiny``); without it, or without the ``generator`` package, they are left out.
+    ``dit_clips`` DiT clips are sampled once and cached under ``out_dir/cache``."""
     from media import write_image
+
+    from .generator_kit import DEFAULT_BUNDLE, VaeReconstructor
 
     out, rng = Path(out_dir), np.random.default_rng(seed)
     torch.manual_seed(seed)
-    reals: list[tuple[np.ndarray, str, str, str]] = []  # (rgb, source, group, split)
+    reals: list[Real] = []
     for name, img in real_photos():
-        reals.append((_centre(img), "photo", name, _split_of("photo", name, 0)))
+        reals.append((_centre(img), "photo", name, _split_of("photo", name, 0), []))
         for k in range(2):
             sim = camera_pipeline(img, rng)
-            reals.append((_centre(sim), "camera-sim", name, _split_of("camera-sim", name, 0)))
+            reals.append((_centre(sim), "camera-sim", name, _split_of("camera-sim", name, 0), []))
             del k
-    for clip, every in (("bikes", 10), ("carphone_pristine", 10)):
-        frames = real_clip_frames(clip, every)
-        for i, f in enumerate(frames):
-            reals.append((_centre(f), clip.split("_")[0], f"{clip}-{i:03d}", _split_of(clip, "", i / len(frames))))
+    for clip in ("bikes", "carphone_pristine"):
+        reals += _clip_reals(clip, 10)
     anim = flat_animation(20)
     for i, f in enumerate(anim):
-        reals.append((f, "cg-synthetic", f"anim-{i:03d}", _split_of("cg", "", i / len(anim))))
+        reals.append((f, "cg-synthetic", f"anim-{i:03d}", _split_of("cg", "", i / len(anim)), anim[max(0, i - 4) : i]))
     for i, f in enumerate(real_clip_frames("bigbuckbunny", 10)):
-        reals.append((_centre(f), "cg-film", f"bbb-{i:03d}", "test"))
+        reals.append((_centre(f), "cg-film", f"bbb-{i:03d}", "test", []))
 
     train_imgs = [r[0] for r in reals if r[3] == "train" and min(r[0].shape[:2]) >= 64]
     crops = _random_crops(train_imgs, 2048, rng)
     recon: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "nearest": _fixed_upsampler("nearest"), "bilinear": _fixed_upsampler("bilinear")}
     nets: dict[str, Callable[[], nn.Module]] = {
-        "tconv-ae": lambda: UpsamplingDecoder("tconv"), "pixelshuffle-ae": lambda: UpsamplingDecoder("pixelshuffle"),
-        "generator-vae": GeneratorVAE}
+        "tconv-ae": lambda: UpsamplingDecoder("tconv"), "pixelshuffle-ae": lambda: UpsamplingDecoder("pixelshuffle")}
     training: dict[str, dict[str, float]] = {}
     for name, make in nets.items():
         if name not in families:
             continue
-        try:
-            model = make()
-        except Exception as exc:  # generator/ missing or broken: build the kit without that family
-            log.warning("family %s skipped: %s", name, exc)
-            continue
-        training[name] = train_autoencoder(model, crops, ae_seconds, seed)
+        model = make()
+        training[name] = train_autoencoder(model, crops, None if ae_steps else ae_seconds, seed, steps=ae_steps)
         log.info("trained %s: %s", name, training[name])
         recon[name] = _net_reconstructor(model)
         (out / "decoders").mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "decoders" / f"{name}.safetensors")
     recon = {k: v for k, v in recon.items() if k in families}
 
+    bundle = Path(generator) if generator is not None else DEFAULT_BUNDLE
+    vae: VaeReconstructor | None = None
+    dit_frames: list[tuple[np.ndarray, str, str]] = []
+    try:
+        if "veriframe-vae" in families:
+            vae = VaeReconstructor.from_bundle(bundle)
+        if "veriframe-dit" in families:
+            shapes, dit_frames = dit_items(out, dit_clips, bundle)
+            reals += shapes
+    except Exception as exc:  # no generator package or bundle: build the kit without our own families
+        log.warning("veriframe families left out of the kit: %s", exc)
+        vae, dit_frames = None, []
+
     rows = []
-    for i, (rgb, source, group, split) in enumerate(reals):
-        rel = Path("real") / source / f"{i:04d}-{group}.png"
+
+    def add(rel: Path, rgb: np.ndarray, label: int, source: str, split: str, group: str) -> None:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         write_image(out / rel, rgb)
-        rows.append({"path": str(rel), "label": 0, "source": source, "family": "real", "split": split,
-                     "group": group})
+        rows.append({"path": str(rel), "label": label, "source": source, "family": source if label else "real",
+                     "split": split, "group": group})
+
+    for i, (rgb, source, group, split, history) in enumerate(reals):
+        add(Path("real") / source / f"{i:04d}-{group}.png", rgb, 0, source, split, group)
         if source == "cg-film":
             continue  # the film is a real-only test source
         for family, fn in recon.items():
-            rel = Path("ai") / family / f"{i:04d}-{group}.png"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            write_image(out / rel, fn(rgb))
-            rows.append({"path": str(rel), "label": 1, "source": family, "family": family,
-                         "split": split, "group": group})
+            add(Path("ai") / family / f"{i:04d}-{group}.png", fn(rgb), 1, family, split, group)
+        if vae is not None:
+            add(Path("ai") / "veriframe-vae" / f"{i:04d}-{group}.png", vae(rgb, history), 1, "veriframe-vae", split,
+                group)
+    for k, (rgb, group, split) in enumerate(dit_frames):
+        add(Path("ai") / "veriframe-dit" / f"{k:04d}-{group}.png", rgb, 1, "veriframe-dit", split, group)
     kit = out / "kit.csv"
     with kit.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -320,5 +359,6 @@ def build_kit(out_dir: str | os.PathLike[str], *, seed: int = 0, ae_seconds: flo
         writer.writerows(rows)
     digest = hashlib.sha256(kit.read_bytes()).hexdigest()[:16]
     (out / "KIT.txt").write_text(f"rows {len(rows)}\nsha256/16 {digest}\nheld_out {HELD_OUT}\n"
-                                 f"autoencoders {training}\n")
+                                 f"autoencoders {training}\nveriframe families: vae {vae is not None}, "
+                                 f"dit clips {len({g for _, g, _ in dit_frames})} from {bundle}\n")
     return kit

@@ -1,0 +1,87 @@
+"""The data kit's veriframe families, built with a tiny untrained generator: deterministic and cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detector.datakit import dit_items
+from detector.generator_kit import ClipSpec, VaeReconstructor, centre_window, clip_specs, sample_clips
+from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
+from generator.checkpoint import save_bundle
+from generator.dit import DiTConfig, VideoDiT
+from generator.generate import VideoGenerator
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained generator (4x4x4 autoencoder, 2-block DiT, hashing text encoder): 16x16, 5 frames."""
+    torch.manual_seed(0)
+    ae = VideoAutoencoder(AutoencoderConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4,
+                                            time_down=(True, True), space_down=(True, True)))
+    dit = VideoDiT(DiTConfig(in_channels=4, width=32, depth=2, heads=2, text_dim=384))
+    return save_bundle(tmp_path_factory.mktemp("weights") / "generator-tiny", autoencoder=ae, dit=dit,
+                       text_encoder="hash", flow={"base_positions": 64}, preset="tiny",
+                       defaults={"width": 16, "height": 16, "fps": 8, "seconds": 2.0, "steps": 2, "cfg": 2.0})
+
+
+def test_vae_reconstruction_is_a_deterministic_crop_of_multiples_of_eight(bundle: Path) -> None:
+    vae = VaeReconstructor.from_bundle(bundle, side=32)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (45, 70, 3), dtype=np.uint8) for _ in range(6)]
+    still = vae(frames[-1])
+    assert still.shape == (32, 32, 3) and still.dtype == np.uint8
+    assert centre_window(frames[-1:], 32).shape == (1, 32, 32, 3)
+    assert centre_window([frames[0][:20, :30]], 32).shape == (1, 16, 24, 3)
+    moving = vae(frames[-1], frames[:-1])  # the last frame of a 1 + 4 window: the temporal path
+    assert np.array_equal(moving, vae(frames[-1], frames[:-1])) and np.array_equal(still, vae(frames[-1]))
+    assert not np.array_equal(moving, still)
+    short = vae(frames[-1], frames[-2:-1])  # a short history repeats its first frame
+    assert short.shape == still.shape
+    with pytest.raises(ValueError, match="too small"):
+        centre_window([frames[0][:6]])
+
+
+def test_specs_cycle_sizes_and_are_a_function_of_their_seeds() -> None:
+    specs = clip_specs(6)
+    assert [(s.width, s.height) for s in specs[:3]] == [(128, 128), (176, 96), (96, 176)]
+    assert specs == clip_specs(6) and len({s.prompt for s in specs}) == 6
+    assert [s.seed for s in clip_specs(2, seed_base=7)] == [7, 8]
+    assert clip_specs(2, prompt_seed=81)[0].prompt != specs[0].prompt
+
+
+def test_dit_clips_are_sampled_once_then_read_from_the_cache(bundle: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = [ClipSpec(i, p, 5 + i, 16, 16, 80) for i, p in enumerate(("a red circle", "a blue square"))]
+    first = sample_clips(specs, tmp_path / "cache", bundle=bundle)
+    assert [c.shape for c in first] == [(16, 16, 16, 3)] * 2 and not np.array_equal(first[0], first[1])
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+    def refuse(*_a, **_k):
+        raise AssertionError("sampled again although cached")
+
+    monkeypatch.setattr(VideoGenerator, "generate", refuse)
+    again = sample_clips(specs, tmp_path / "cache", bundle=bundle)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_dit_items_pair_sampled_frames_with_rendered_scenes(bundle: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import detector.generator_kit as kit
+
+    # The real specs ask for 128x128-sized clips: shrink them so the tiny model samples in a second.
+    monkeypatch.setattr(kit, "SIZES", ((16, 16), (24, 16), (16, 24)))
+    reals, fakes = dit_items(tmp_path, 15, bundle)
+    assert len(fakes) == 15 * len(kit.DIT_FRAMES) and len(reals) == 15 * len(kit.SHAPES_FRAMES)
+    assert {r[1] for r in reals} == {"cg-shapes"}
+    assert [f[2] for f in fakes[:: len(kit.DIT_FRAMES)]] == ["train"] * 9 + ["val"] * 3 + ["test"] * 3  # by block
+    assert {r[2] for r in reals} == {f[1] for f in fakes}  # every clip has its rendered counterpart
+    assert all(len(r[4]) == 4 and r[4][0].shape == r[0].shape for r in reals)  # 4 frames before each
+    again_reals, again_fakes = dit_items(tmp_path, 15, bundle)  # from the cache, rendered again
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(fakes, again_fakes, strict=True))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(reals, again_reals, strict=True))
