@@ -253,20 +253,23 @@ def _clip_reals(name: str, every: int) -> list[Real]:
 
 
 def dit_items(out: Path, n: int, bundle: Path) -> tuple[list[Real], list[tuple[np.ndarray, str, str]]]:
-    """``n`` DiT clips' frames (rgb, group, split) and their rendered counterparts as ``cg-shapes`` reals.
+    """``n`` DiT clips' frames (rgb, group, split) and their rendered counterparts as ``cg-shapes`` reals,
+    both as veriframe issues them (CRF 18 and the watermark's re-encode; `generator_kit.as_issued`).
 
     Split by blocks of three clips (one per size), by position like the real clips."""
-    from .generator_kit import DIT_FRAMES, SHAPES_FRAMES, clip_specs, render_counterpart, sample_clips
+    from .generator_kit import DIT_FRAMES, SHAPES_FRAMES, as_issued, clip_specs, render_counterpart, sample_clips
 
     specs = clip_specs(n)
     clips = sample_clips(specs, out / "cache" / "veriframe-dit", bundle=bundle)
     blocks = math.ceil(n / 3)
     reals: list[Real] = []
     fakes: list[tuple[np.ndarray, str, str]] = []
+    issued = out / "cache" / "issued"
     for spec, clip in zip(specs, clips, strict=True):
         split, group = _split_of("clip", "", (spec.index // 3) / blocks), f"shapes-{spec.index:03d}"
+        clip = as_issued(clip, issued, f"dit-{spec.index:03d}")
         fakes += [(clip[t], group, split) for t in DIT_FRAMES if t < len(clip)]
-        rendered = render_counterpart(spec, len(clip))
+        rendered = as_issued(render_counterpart(spec, len(clip)), issued, f"shapes-{spec.index:03d}")
         reals += [(rendered[t], "cg-shapes", group, split, list(rendered[max(0, t - 4) : t]))
                   for t in SHAPES_FRAMES if t < len(rendered)]
     return reals, fakes

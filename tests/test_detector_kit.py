@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detector.datakit import dit_items
-from detector.generator_kit import ClipSpec, VaeReconstructor, centre_window, clip_specs, sample_clips
+from detector.generator_kit import ClipSpec, VaeReconstructor, as_issued, centre_window, clip_specs, sample_clips
 from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
 from generator.checkpoint import save_bundle
 from generator.dit import DiTConfig, VideoDiT
@@ -75,7 +75,7 @@ def test_dit_items_pair_sampled_frames_with_rendered_scenes(bundle: Path, tmp_pa
     import detector.generator_kit as kit
 
     # The real specs ask for 128x128-sized clips: shrink them so the tiny model samples in a second.
-    monkeypatch.setattr(kit, "SIZES", ((16, 16), (24, 16), (16, 24)))
+    monkeypatch.setattr(kit, "SIZES", ((32, 32), (48, 32), (32, 48)))
     reals, fakes = dit_items(tmp_path, 15, bundle)
     assert len(fakes) == 15 * len(kit.DIT_FRAMES) and len(reals) == 15 * len(kit.SHAPES_FRAMES)
     assert {r[1] for r in reals} == {"cg-shapes"}
@@ -85,3 +85,12 @@ def test_dit_items_pair_sampled_frames_with_rendered_scenes(bundle: Path, tmp_pa
     again_reals, again_fakes = dit_items(tmp_path, 15, bundle)  # from the cache, rendered again
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(fakes, again_fakes, strict=True))
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(reals, again_reals, strict=True))
+
+
+def test_issued_frames_went_through_the_writer_and_the_watermark_reproducibly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    clip = rng.integers(0, 256, (9, 48, 64, 3), dtype=np.uint8)
+    issued = as_issued(clip, tmp_path, "c")
+    assert issued.shape == clip.shape and not np.array_equal(issued, clip)
+    assert (tmp_path / "c.mp4").is_file() and (tmp_path / "c.marked.mp4").is_file()
+    assert np.array_equal(issued, as_issued(clip, tmp_path / "again", "c"))
