@@ -93,6 +93,9 @@ class TrainConfig:
     init: str = ""  # start from these weights (a component .safetensors or a bundle folder) instead of random
     seed: int = 0
     kl_weight: float = 1e-6  # autoencoder
+    recon_loss: str = "l1"  # autoencoder: "l1", "mse" or "l1+mse". L1 pushes every pixel equally, so the
+    # irreducible noise of a large flat background outweighs a small object's large error; MSE weighs
+    # errors by size and brought the small shapes in much sooner (docs/training.md)
     autoencoder: str = ""  # dit: the trained autoencoder.safetensors (relative to the config's folder)
     text_encoder: str = "minilm"
     caption_dropout: float = 0.1  # classifier-free guidance learns "no text" from these
@@ -106,6 +109,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("autoencoder", "dit"):
             raise TrainError(f"kind must be 'autoencoder' or 'dit', got {self.kind!r}")
+        if self.recon_loss not in ("l1", "mse", "l1+mse"):
+            raise TrainError(f"recon_loss must be l1, mse or l1+mse, not {self.recon_loss!r}")
         if self.steps < 1 or self.batch_size < 1 or self.frames < 1 or self.lr <= 0:
             raise TrainError("steps, batch_size, frames and lr must be positive")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -129,10 +134,12 @@ class TrainConfig:
 # the same run resumed with a larger --steps (see weights/generator-tiny/README.md for what was run).
 CONFIGS: dict[str, dict[str, Any]] = {
     "shapes-ae": {  # 4x8x8 causal VAE, 8 latent channels, trained on 32x32 crops of 5-frame clips: on a
-        # CPU many cheap steps beat few large ones (a 64x64x9 step costs 7x as much). lr 1e-4: at 5e-4 and
-        # 1e-3 the loss oscillated and the decoder fell back to one flat frame for every input
+        # CPU many cheap steps beat few large ones (a 64x64x9 step costs 7x as much), keeping the busiest of
+        # 4 crops. With L1 at lr 5e-4 / 1e-3 the loss oscillated and the decoder fell back to one flat frame;
+        # L1 at 1e-4 learned backgrounds but no shapes in 2,860 steps; MSE at 2e-4 (stage 3) learns shapes
         "kind": "autoencoder", "model": {"base_channels": 16}, "sizes": [[128, 128], [176, 96], [96, 176]],
-        "frames": 5, "crop": 32, "crop_tries": 4, "steps": 4000, "batch_size": 16, "lr": 1e-4, "warmup": 100,
+        "frames": 5, "crop": 32, "crop_tries": 4, "steps": 4000, "batch_size": 16, "lr": 2e-4, "warmup": 100,
+        "recon_loss": "mse",
         "ema_decay": 0.998, "checkpoint_every": 200, "sample_every": 1000, "log_every": 20,
     },
     "shapes-dit-tiny": {  # the tiny DiT on 128x128 and the same area at 16:9 and 9:16, 17 frames (2 s at 8 fps)
@@ -187,14 +194,16 @@ def _video(clips: np.ndarray, device: torch.device) -> Tensor:
 
 def _ae_loss(ae: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generator, _py: random.Random,
              _texts: list[str]) -> tuple[Tensor, dict[str, float]]:
-    """L1 + KL on a crop batch; PSNR of the reconstruction for the log."""
+    """Reconstruction (L1, MSE or both) + KL on a crop batch; PSNR of the reconstruction for the log."""
     recon, posterior = ae(video, gen)
     l1 = (recon - video).abs().mean()
+    mse = (recon - video).pow(2).mean()
     kl = posterior.kl()
+    rec = {"l1": l1, "mse": mse, "l1+mse": l1 + mse}[cfg.recon_loss]
     with torch.no_grad():
-        mse = (recon.detach().clamp(-1, 1) - video).pow(2).mean().clamp(min=1e-10)
-        psnr = 10 * math.log10(4.0 / mse.item())  # range [-1, 1] has peak-to-peak 2
-    return l1 + cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr}
+        clamped = (recon.detach().clamp(-1, 1) - video).pow(2).mean().clamp(min=1e-10)
+        psnr = 10 * math.log10(4.0 / clamped.item())  # range [-1, 1] has peak-to-peak 2
+    return rec + cfg.kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item(), "psnr": psnr}
 
 
 class _DiTObjective:

@@ -128,11 +128,37 @@ def test_folder_source_reads_captioned_videos(tmp_path: Path) -> None:
         FolderSource(tmp_path / "empty")
 
 
+def test_busiest_crops_hold_more_detail_and_keep_the_batch_deterministic() -> None:
+    uniform = ClipBatches(ShapesSource(0), BatchSpec(8, [[128, 128]], 3, 8.0, crop=32), seed=0)
+    busiest = ClipBatches(ShapesSource(0), BatchSpec(8, [[128, 128]], 3, 8.0, crop=32, crop_tries=4), seed=0)
+    u = [busiest.batch(b)[0] for b in range(3)]
+    assert all(np.array_equal(a, busiest.batch(b)[0]) for b, a in enumerate(u))
+    assert u[0].shape == (8, 3, 32, 32, 3)
+    var = lambda ds: np.mean([c.var() for b in range(3) for c in ds.batch(b)[0]])  # noqa: E731
+    assert var(busiest) > 1.5 * var(uniform)
+
+
+@pytest.mark.parametrize("recon_loss", ["l1", "mse", "l1+mse"])
+def test_autoencoder_reconstruction_losses(recon_loss: str) -> None:
+    import random
+
+    from generator.train import _ae_loss, _build
+
+    cfg, _ = load_config("smoke-ae", {"recon_loss": recon_loss})
+    model, _, _ = _build(cfg, None, torch.device("cpu"))
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    loss, stats = _ae_loss(model, video, cfg, torch.Generator().manual_seed(0), random.Random(0), [])
+    want = {"l1": stats["l1"], "mse": stats["mse"], "l1+mse": stats["l1"] + stats["mse"]}[recon_loss]
+    assert loss.item() == pytest.approx(want + cfg.kl_weight * stats["kl"], rel=1e-5)
+
+
 def test_bad_runs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="unknown training config"):
         load_config("no-such-recipe")
     with pytest.raises(TrainError, match="unknown training config keys"):
         load_config("smoke-ae", {"learning_rate": 1})
+    with pytest.raises(TrainError, match="recon_loss"):
+        load_config("smoke-ae", {"recon_loss": "huber"})
     cfg, _ = load_config("smoke-dit", {"autoencoder": str(tmp_path / "missing.safetensors")})
     with pytest.raises(TrainError, match="does not exist"):
         train(cfg, tmp_path / "dit", progress=False)
