@@ -125,8 +125,8 @@ def own_generated(out: Path, models: dict[str, Path], n: int = 12) -> list[dict]
     """veriframe's own clips, fresh (never in the kit), through the project's sign path (watermark embed +
     C2PA ``generated`` manifest, as ``manage.py sign --source generated`` does, without the manifest
     store), then every LAUNDERING step; the same scenes rendered by the Shapes world go through the
-    same steps as the real side. Each file is scored by each model in ``models``; sampled clips are
-    cached under ``out/cache``."""
+    same steps (signed as ``capture``) as the real side. Each file is scored by each model in
+    ``models``; sampled clips are cached under ``out/cache``."""
     from provenance.c2pa import TrustConfig, local_signer, sign_file, verify_file
     from provenance.watermark.core import ALGORITHM
     from provenance.watermark.video import detect_for_instance, embed_for_instance
@@ -140,15 +140,18 @@ def own_generated(out: Path, models: dict[str, Path], n: int = 12) -> list[dict]
     specs = clip_specs(n, prompt_seed=OWN_PROMPT_SEED, seed_base=OWN_SEED_BASE)
     clips = sample_clips(specs, out / "cache")
     rows = []
-    for spec, clip in zip(specs, clips, strict=True):
-        raw = write_clip(out / f"gen-{spec.index:02d}.raw.mp4", list(clip), fps=8)
-        payload = hashlib.sha256(f"bench-{spec.index}".encode()).digest()[:8]
-        marked = out / f"gen-{spec.index:02d}.marked.mp4"
+    def issue(frames: np.ndarray, name: str, source: str) -> Path:
+        raw = write_clip(out / f"{name}.raw.mp4", list(frames), fps=8)
+        payload = hashlib.sha256(f"bench-{name}".encode()).digest()[:8]
+        marked, signed = out / f"{name}.marked.mp4", out / f"{name}.mp4"
         embed_for_instance(settings, raw, marked, payload)
-        signed = out / f"gen-{spec.index:02d}.mp4"
-        sign_file(marked, signed, local_signer(settings.instance), source="generated", title=signed.name,
+        sign_file(marked, signed, local_signer(settings.instance), source=source, title=signed.name,
                   soft_binding={"alg": ALGORITHM, "value": payload.hex()})
-        rendered = write_clip(out / f"shapes-{spec.index:02d}.mp4", list(render_counterpart(spec, len(clip))), fps=8)
+        return signed
+
+    for spec, clip in zip(specs, clips, strict=True):
+        signed = issue(clip, f"gen-{spec.index:02d}", "generated")
+        rendered = issue(render_counterpart(spec, len(clip)), f"shapes-{spec.index:02d}", "capture")
         for label, files in ((1, laundered_copies(signed, "signed")), (0, laundered_copies(rendered, "signed"))):
             for condition, path in files.items():
                 row = {"clip": spec.index, "size": f"{spec.width}x{spec.height}", "label": label,
@@ -292,9 +295,10 @@ def own_section(own: list[dict], n_clips: int) -> list[str]:
              "cycling 128x128 / 176x96 / 96x176; written at CRF 18, then watermarked and signed (`generated`) "
              "through the project's sign path (`embed_for_instance` + `sign_file`, the steps of `manage.py sign "
              "--source generated` without the manifest store). Every laundering step re-encodes, which strips the "
-             "manifest. Real side: the same scenes rendered by the Shapes world (CG, not AI), written the same "
-             "way, not signed. Flagged = the clip logit is above the operating threshold; a clip out of the "
-             "model's scope (under one 64 px crop, or under its bits-per-pixel floor) is never flagged.", "",
+             "manifest. Real side: the same scenes rendered by the Shapes world (CG, not AI), issued the same "
+             "way (watermarked, signed as `capture`). Flagged = the clip logit is above the operating threshold; "
+             "a clip out of the model's scope (under one 64 px crop, or under its bits-per-pixel floor) is never "
+             "flagged.", "",
              "| condition | own clips flagged (TPR) | in scope | median P(AI) | watermark found | manifest | "
              "rendered scenes flagged (FPR) |" + "".join(" previous model: own flagged |" for m in models[1:]),
              "|---|---:|---:|---:|---:|---|---:|" + "---:|" * (len(models) - 1)]
