@@ -6,13 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from generator_helpers import untrained_bundle
 
 from detector.datakit import dit_items
 from detector.generator_kit import ClipSpec, VaeReconstructor, as_issued, centre_window, clip_specs, sample_clips
-from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
-from generator.checkpoint import save_bundle
-from generator.dit import DiTConfig, VideoDiT
 from generator.generate import VideoGenerator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -21,13 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained generator (4x4x4 autoencoder, 2-block DiT, hashing text encoder): 16x16, 5 frames."""
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(AutoencoderConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4,
-                                            time_down=(True, True), space_down=(True, True)))
-    dit = VideoDiT(DiTConfig(in_channels=4, width=32, depth=2, heads=2, text_dim=384))
-    return save_bundle(tmp_path_factory.mktemp("weights") / "generator-tiny", autoencoder=ae, dit=dit,
-                       text_encoder="hash", flow={"base_positions": 64}, preset="tiny",
-                       defaults={"width": 16, "height": 16, "fps": 8, "seconds": 2.0, "steps": 2, "cfg": 2.0})
+    return untrained_bundle(tmp_path_factory.mktemp("weights"), width=16, height=16, seconds=2.0)
 
 
 def test_vae_reconstruction_is_a_deterministic_crop_of_multiples_of_eight(bundle: Path) -> None:

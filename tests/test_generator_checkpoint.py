@@ -7,15 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from generator_helpers import tiny_parts, untrained_bundle
 from safetensors.torch import save_file
 
-from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
 from generator.checkpoint import (
     VERSION,
     load_component,
     read_bundle,
     read_component_header,
-    save_bundle,
     save_component,
 )
 from generator.cli import generate_to_file, resolve_checkpoint
@@ -27,21 +26,10 @@ from media import VideoWriter, probe, read_frames, write_image
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_parts() -> tuple[VideoAutoencoder, VideoDiT]:
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(AutoencoderConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4,
-                                            time_down=(True, True), space_down=(True, True)))
-    dit = VideoDiT(DiTConfig(in_channels=4, width=32, depth=2, heads=2, text_dim=384))
-    return ae, dit
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """An untrained but complete generator bundle with the dependency-free text encoder."""
-    ae, dit = tiny_parts()
-    return save_bundle(tmp_path_factory.mktemp("weights") / "generator-tiny", autoencoder=ae, dit=dit,
-                       text_encoder="hash", flow={"base_positions": 64}, preset="tiny",
-                       defaults={"width": 32, "height": 32, "fps": 8, "seconds": 1.0, "steps": 2, "cfg": 2.0})
+    return untrained_bundle(tmp_path_factory.mktemp("weights"), width=32, height=32, seconds=1.0)
 
 
 def test_component_round_trip(tmp_path):

@@ -8,12 +8,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
+from generator_helpers import untrained_bundle
 
-from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
-from generator.checkpoint import save_bundle
 from generator.data import HELD_OUT, analyse_clip, render_clip, score, summarise
-from generator.dit import DiTConfig, VideoDiT
 from generator.errors import GeneratorError
 from generator.evaluate import (
     GROUPS,
@@ -31,13 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """An untrained generator with the hash text encoder, generating 64x64x8 clips in 2 steps."""
-    torch.manual_seed(0)
-    ae = VideoAutoencoder(AutoencoderConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4,
-                                            time_down=(True, True), space_down=(True, True)))
-    dit = VideoDiT(DiTConfig(in_channels=4, width=32, depth=2, heads=2, text_dim=384))
-    return save_bundle(tmp_path_factory.mktemp("weights") / "generator-tiny", autoencoder=ae, dit=dit,
-                       text_encoder="hash", flow={"base_positions": 64}, preset="tiny",
-                       defaults={"width": 64, "height": 64, "fps": 8, "seconds": 1.0, "steps": 2, "cfg": 2.0})
+    return untrained_bundle(tmp_path_factory.mktemp("weights"), width=64, height=64, seconds=1.0)
 
 
 @pytest.fixture(scope="module")
