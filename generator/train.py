@@ -435,7 +435,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     t_last, seen = time.perf_counter(), 0
     deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     while step < end:
-        if _past(deadline, world, dev):
+        if step % cfg.log_every == 0 and _past(deadline, world, dev):  # an all_reduce under DDP: not every step
             end = step  # checkpointed below on the last step, or here when nothing ran since
             if rank == 0 and step % cfg.checkpoint_every:
                 _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world})

@@ -205,10 +205,7 @@ def test_verification_lists_its_keyframes_as_artifacts_of_its_owner(client, env:
         assert picture.status_code == 200 and picture.mimetype == "image/jpeg" and picture.data[:2] == b"\xff\xd8"
         assert (item["width"], item["height"]) == (160, 96)
         assert_problem(client.get(link["href"], headers=bob), 404)
-    # A repeated delivery of the finished job's task stores nothing twice.
-    assert env.pipeline.run(job["id"]) == "done"
-    again = client.get(f"{API}/verifications/{job['id']}", headers=alice).get_json()
-    assert sorted(a["id"] for a in again["artifacts"]) == sorted(a["id"] for a in job["artifacts"])
+    # (A second delivery of a task that really runs again is tested on a worker in test_pipeline_workers.)
     assert len(job["artifacts"]) == 1 + 1 + 6  # input, report, keyframes
 
 

@@ -138,7 +138,7 @@ class UserStore:
 
         A disabled user's sessions end at their next request; their API keys are left as they are
         (revoke them with ``manage.py apikeys revoke``)."""
-        address = email.strip().lower()
+        address = normalise_email(email)
         with self._session() as session:
             row = session.scalar(select(UserRow).where(UserRow.email == address))
             if row is None:
