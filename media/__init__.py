@@ -5,7 +5,7 @@ decoding; every writer is atomic. Errors are `MediaError` subclasses with one-li
 """
 
 from .decode import Frame, FrameRequest, feed_frames, iter_frames, read_frames
-from .encode import VideoWriter, transcode, write_image
+from .encode import VideoWriter, encode_image, transcode, write_image
 from .errors import (
     CorruptMediaError,
     EmptyMediaError,
@@ -31,6 +31,7 @@ __all__ = [
     "UnsupportedMediaError",
     "VideoWriter",
     "atomic_path",
+    "encode_image",
     "feed_frames",
     "iter_frames",
     "probe",

@@ -252,6 +252,19 @@ class VideoWriter:
         return array[tuple(slice(0, s) for s in shape)]
 
 
+def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:
+    """An (H, W, 3) RGB or (H, W) gray uint8 image as JPEG (at `quality`) or PNG bytes."""
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"unknown image format {fmt!r}; use jpeg or png")
+    image = np.ascontiguousarray(image)
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
+    ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, params)
+    if not ok:
+        raise MediaError(f"could not encode a {fmt} image")
+    return data.tobytes()
+
+
 def write_image(out_path: PathLike, image: np.ndarray) -> None:
     """Write an (H, W, 3) RGB or (H, W) gray uint8 image atomically: PNG, or JPEG at quality 95."""
     out_path = Path(out_path)
@@ -260,13 +273,9 @@ def write_image(out_path: PathLike, image: np.ndarray) -> None:
     image = np.asarray(image)
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ValueError(f"expected a uint8 (H, W, 3) or (H, W) image, got {image.dtype} {image.shape}")
-    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    jpeg = out_path.suffix.lower() != ".png"
-    ok, data = cv2.imencode(".jpg" if jpeg else ".png", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95] if jpeg else [])
-    if not ok:
-        raise MediaError(f"could not encode {out_path.name}")
+    data = encode_image(image, "png" if out_path.suffix.lower() == ".png" else "jpeg")
     with atomic_path(out_path) as tmp:
-        tmp.write_bytes(data.tobytes())
+        tmp.write_bytes(data)
 
 
 def transcode(

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .decode import Frame, FrameRequest
-from .errors import MediaError
+from .encode import encode_image
 from .probe import MediaInfo
 
 KEYFRAMES = 6
@@ -58,18 +58,6 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, (rotation // 90) % 4)) if rotation % 360 else image
 
 
-def encode_image(rgb: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_QUALITY) -> bytes:
-    """An (H, W, 3) RGB uint8 image as JPEG or PNG bytes."""
-    if fmt not in ("jpeg", "png"):
-        raise ValueError(f"unknown image format {fmt!r}; use jpeg or png")
-    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
-    ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", bgr, params)
-    if not ok:
-        raise MediaError(f"could not encode a {fmt} image")
-    return data.tobytes()
-
-
 @dataclass(frozen=True)
 class Keyframe:
     """One keyframe: its frame ``index`` and ``time_s`` in the clip and its thumbnail.
@@ -96,7 +84,7 @@ class Keyframe:
         return upright(self.thumbnail if overlay is None else overlay, self.rotation)
 
     def jpeg(self) -> bytes:
-        return encode_image(self.image(), "jpeg")
+        return encode_image(self.image(), "jpeg", JPEG_QUALITY)
 
 
 class KeyframeStrip:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from media.keyframes import THUMBNAIL_PX, Keyframe, encode_image
+from media import encode_image
+from media.keyframes import THUMBNAIL_PX, Keyframe
 
 if TYPE_CHECKING:
     from detector import DetectorReport
