@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from media import atomic_path
+from storage import sha256_file
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "weights" / "generator-tiny"
@@ -111,14 +114,6 @@ class VaeReconstructor:
         return tensor_to_frames(recon)[-1]
 
 
-def _weights_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
-
-
 def sample_clips(specs: Sequence[ClipSpec], cache_dir: str | os.PathLike[str], *,
                  bundle: str | os.PathLike[str] = DEFAULT_BUNDLE) -> list[np.ndarray]:
     """uint8 clips (F, H, W, 3) of ``specs`` from the bundle, read from ``cache_dir`` when sampled before.
@@ -129,7 +124,7 @@ def sample_clips(specs: Sequence[ClipSpec], cache_dir: str | os.PathLike[str], *
 
     info = read_bundle(bundle)
     root = Path(info["_dir"])
-    tag = _weights_digest(root / info["dit"]) + _weights_digest(root / "model.json")[:4]
+    tag = sha256_file(root / info["dit"]).sha256[:12] + sha256_file(root / "model.json").sha256[:4]
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     out: list[np.ndarray] = []
@@ -146,9 +141,8 @@ def sample_clips(specs: Sequence[ClipSpec], cache_dir: str | os.PathLike[str], *
             generator = VideoGenerator.from_pretrained(root)
         log.info("sampling clip %d: %r seed %d %dx%d", spec.index, spec.prompt, spec.seed, spec.width, spec.height)
         clip = generator.generate(spec.prompt, width=spec.width, height=spec.height, seed=spec.seed)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, frames=clip)
-        tmp.rename(path)  # complete files only: an interrupted run samples that clip again
+        with atomic_path(path) as tmp:  # complete files only: an interrupted run samples that clip again
+            np.savez_compressed(tmp, frames=clip)
         out.append(clip)
     return out
 
