@@ -184,16 +184,21 @@ def job_report(job_id: str):
                      download_name=f"veriframe-report-{view.id[:8]}.json", max_age=0)
 
 
-@bp.get("/jobs/<job_id>/file/<any(output, input):role>")
-def job_file(job_id: str, role: str):
+def _send_artifact(job_id: str, role: str, *, attachment: bool, media_types: tuple[str, ...] | None = None,
+                   fallback_name: str):
+    """The visitor's own job's artifact `role` (404 when missing or not one of `media_types`)."""
     view = _job(job_id)
     item = view.artifact(role)
-    if item is None:
+    if item is None or (media_types is not None and item.media_type not in media_types):
         abort(404)
     _, stream = web_state().pipeline.open_artifact(item.id, owner=view.owner)
-    inline = request.args.get("inline") == "1"
-    return send_file(stream, mimetype=item.media_type, as_attachment=not inline,
-                     download_name=item.filename or f"{role}.bin", etag=item.sha256, max_age=0, conditional=True)
+    return send_file(stream, mimetype=item.media_type, as_attachment=attachment,
+                     download_name=item.filename or fallback_name, etag=item.sha256, max_age=0, conditional=True)
+
+
+@bp.get("/jobs/<job_id>/file/<any(output, input):role>")
+def job_file(job_id: str, role: str):
+    return _send_artifact(job_id, role, attachment=request.args.get("inline") != "1", fallback_name=f"{role}.bin")
 
 
 @bp.get("/jobs/<job_id>/picture/<role>")
@@ -201,13 +206,8 @@ def job_picture(job_id: str, role: str):
     """A keyframe or heatmap of a verification, shown inline on its report page."""
     if not PICTURE_ROLE.fullmatch(role):
         abort(404)
-    view = _job(job_id)
-    item = view.artifact(role)
-    if item is None or item.media_type not in ("image/jpeg", "image/png"):
-        abort(404)
-    _, stream = web_state().pipeline.open_artifact(item.id, owner=view.owner)
-    return send_file(stream, mimetype=item.media_type, download_name=item.filename or role, etag=item.sha256,
-                     max_age=0, conditional=True)
+    return _send_artifact(job_id, role, attachment=False, media_types=("image/jpeg", "image/png"),
+                          fallback_name=role)
 
 
 @bp.get("/jobs/<job_id>/manifest.c2pa")
