@@ -41,6 +41,7 @@ class AutoencoderConfig:
     time_down: tuple[bool, ...] = (True, True, False)  # halve time between level i and i+1
     space_down: tuple[bool, ...] = (True, True, True)  # halve height and width between levels
     blocks_per_level: int = 1
+    shortcuts: bool = False  # parameter-free space/time-to-channel residuals around every resampling (DC-AE)
     scaling_factor: float = 1.0  # latents are (z - shift) * scale for the DiT (set after training)
     shift_factor: float = 0.0
 
@@ -145,24 +146,73 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
-def Downsample(c_in: int, c_out: int, time: bool, space: bool) -> CausalConv3d:
+def _fit_channels(x: Tensor, channels: int) -> Tensor:
+    """Average neighbouring channels in groups, or repeat each, so x has `channels` channels."""
+    B, C, *rest = x.shape
+    if C % channels == 0:
+        return x.reshape(B, channels, C // channels, *rest).mean(2)
+    if channels % C == 0:
+        return x.repeat_interleave(channels // C, dim=1)
+    raise ValueError(f"a shortcut cannot map {C} channels to {channels}")
+
+
+def space_time_to_channels(x: Tensor, ft: int, fs: int, first: bool) -> Tensor:
+    """(B, C, T, H, W) -> (B, C*ft*fs*fs, T', H/fs, W/fs), causal in time: a clip's first frame is
+    its own group (repeated), then frames pair up as the strided convolution's windows end
+    (1, 2), (3, 4), ... so 1 + 2n frames give 1 + n, and a later chunk of 2n frames gives n."""
+    if ft > 1 and first:
+        x = torch.cat([x[:, :, :1].expand(-1, -1, ft - 1, -1, -1), x], dim=2)
+    B, C, T, H, W = x.shape
+    x = x.reshape(B, C, T // ft, ft, H // fs, fs, W // fs, fs)
+    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(B, C * ft * fs * fs, T // ft, H // fs, W // fs)
+
+
+def channels_to_space_time(x: Tensor, ft: int, fs: int, first: bool) -> Tensor:
+    """Inverse of `space_time_to_channels` (the first group's repeated frames dropped)."""
+    B, C, T, H, W = x.shape
+    c = C // (ft * fs * fs)
+    x = x.reshape(B, c, ft, fs, fs, T, H, W).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    x = x.reshape(B, c, T * ft, H * fs, W * fs)
+    return x[:, :, ft - 1 :] if ft > 1 and first else x
+
+
+class Downsample(CausalConv3d):
     """A learned strided causal convolution (as MAGVIT-v2): averaging frame pairs would throw away
-    half of the temporal detail before the wider next level could hold it."""
-    return CausalConv3d(c_in, c_out, 3, stride=(2 if time else 1, 2 if space else 1, 2 if space else 1))
+    half of the temporal detail before the wider next level could hold it. With `shortcut`, the
+    input folded into channels (space/time-to-depth, channel-averaged to fit) is added to the
+    output, as DC-AE's residual autoencoding: the convolution then learns a correction to a
+    lossless rearrangement instead of the whole mapping, which trains much faster."""
+
+    def __init__(self, c_in: int, c_out: int, time: bool, space: bool, shortcut: bool = False) -> None:
+        super().__init__(c_in, c_out, 3, stride=(2 if time else 1, 2 if space else 1, 2 if space else 1))
+        self.factors, self.shortcut, self.c_out = (2 if time else 1, 2 if space else 1), shortcut, c_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        first = not _streaming(self) or self.cache is None
+        y = super().forward(x)  # (B, c_out, T', H/fs, W/fs)
+        if not self.shortcut:
+            return y
+        return y + _fit_channels(space_time_to_channels(x, *self.factors, first), self.c_out)
 
 
 class Upsample(nn.Module):
-    def __init__(self, c_in: int, c_out: int, time: bool, space: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, time: bool, space: bool, shortcut: bool = False) -> None:
         super().__init__()
         self.time = TimeUpsample(c_in) if time else nn.Identity()
         self.space = space
         self.conv = CausalConv3d(c_in, c_out, 3)
+        self.factors, self.shortcut, self.c_out = (2 if time else 1, 2 if space else 1), shortcut, c_out
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.time(x)
+        first = not getattr(self.time, "started", False)
+        h = self.time(x)
         if self.space:
-            x = F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest")
-        return self.conv(x)
+            h = F.interpolate(h, scale_factor=(1, 2, 2), mode="nearest")
+        y = self.conv(h)  # (B, c_out, T * ft (- 1 for a clip's first chunk), H * fs, W * fs)
+        if not self.shortcut:
+            return y
+        ft, fs = self.factors
+        return y + channels_to_space_time(_fit_channels(x, self.c_out * ft * fs * fs), ft, fs, first)
 
 
 # --------------------------------------------------------------------------- encoder and decoder
@@ -177,14 +227,19 @@ class Encoder(nn.Module):
         for i, ch in enumerate(chans):
             layers += [ResBlock(ch, ch) for _ in range(c.blocks_per_level)]
             if i < len(chans) - 1:
-                layers.append(Downsample(ch, chans[i + 1], c.time_down[i], c.space_down[i]))
+                layers.append(Downsample(ch, chans[i + 1], c.time_down[i], c.space_down[i], c.shortcuts))
         self.layers = nn.Sequential(*layers, ResBlock(chans[-1], chans[-1]))
         self.norm_out = _norm(chans[-1])
         self.conv_out = CausalConv3d(chans[-1], 2 * c.latent_channels)
+        self.latent_channels, self.shortcut = c.latent_channels, c.shortcuts
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.layers(self.conv_in(x))  # (B, C_top, 1 + k, H/s, W/s)
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 2 * latent, 1 + k, H/s, W/s): mean, logvar
+        moments = self.conv_out(F.silu(self.norm_out(h)))  # (B, 2 * latent, 1 + k, H/s, W/s): mean, logvar
+        if not self.shortcut:
+            return moments
+        mean, logvar = moments.chunk(2, dim=1)
+        return torch.cat([mean + _fit_channels(h, self.latent_channels), logvar], dim=1)
 
 
 class Decoder(nn.Module):
@@ -196,13 +251,17 @@ class Decoder(nn.Module):
         for i in reversed(range(len(chans))):
             layers += [ResBlock(chans[i], chans[i]) for _ in range(c.blocks_per_level)]
             if i > 0:
-                layers.append(Upsample(chans[i], chans[i - 1], c.time_down[i - 1], c.space_down[i - 1]))
+                layers.append(Upsample(chans[i], chans[i - 1], c.time_down[i - 1], c.space_down[i - 1], c.shortcuts))
         self.layers = nn.Sequential(*layers)
         self.norm_out = _norm(chans[0])
         self.conv_out = CausalConv3d(chans[0], c.in_channels)
+        self.top_channels, self.shortcut = chans[-1], c.shortcuts
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.layers(self.conv_in(z))  # (B, C_0, 1 + f*k, H, W)
+        h = self.conv_in(z)  # (B, C_top, 1 + k, h, w)
+        if self.shortcut:
+            h = h + _fit_channels(z, self.top_channels)
+        h = self.layers(h)  # (B, C_0, 1 + f*k, H, W)
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, 1 + f*k, H, W)
 
 

@@ -17,6 +17,8 @@ from generator.autoencoder import (
     _tile_spans,
     _tile_weights,
     autoencoder_loss,
+    channels_to_space_time,
+    space_time_to_channels,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,8 +59,9 @@ def test_presets_compress_as_named(name):
     assert torch.isfinite(posterior.kl())
 
 
-def test_a_still_is_a_one_frame_video_and_coding_is_causal():
-    ae = small_ae()
+@pytest.mark.parametrize("shortcuts", [False, True])
+def test_a_still_is_a_one_frame_video_and_coding_is_causal(shortcuts):
+    ae = small_ae(shortcuts=shortcuts)
     x = torch.randn(1, 3, 9, 16, 16)
     with torch.no_grad():
         z = ae.encode(x).mean  # (1, 4, 3, 4, 4)
@@ -74,9 +77,9 @@ def test_a_still_is_a_one_frame_video_and_coding_is_causal():
     torch.testing.assert_close(decoded_changed[:, :, :5], decoded[:, :, :5])  # so is decoding
 
 
-@pytest.mark.parametrize("chunk", [1, 2])
-def test_chunked_coding_equals_whole_clip(chunk):
-    ae = small_ae()
+@pytest.mark.parametrize(("chunk", "shortcuts"), [(1, False), (2, False), (1, True), (2, True)])
+def test_chunked_coding_equals_whole_clip(chunk, shortcuts):
+    ae = small_ae(shortcuts=shortcuts)
     x = torch.randn(1, 3, 13, 8, 8)  # 4 latent frames
     with torch.no_grad():
         z = ae.encode(x).mean
@@ -181,6 +184,26 @@ def test_tiling_bounds_the_largest_activation():
         hook.remove()
     assert sizes[None] == 8 * 5 * 160 * 160  # base channels x first chunk's frames x whole frame
     assert sizes[16] == 8 * 5 * 64 * 64  # ... x one tile
+
+
+def test_space_time_folding_is_causal_and_lossless():
+    x = torch.randn(2, 3, 9, 8, 12)
+    folded = space_time_to_channels(x, 2, 2, first=True)  # frame 0 alone, then (1, 2), (3, 4), ...
+    assert folded.shape == (2, 3 * 8, 5, 4, 6)
+    torch.testing.assert_close(channels_to_space_time(folded, 2, 2, first=True), x)
+    later = x[:, :, 1:]  # a later chunk: whole pairs, no repeated first frame
+    torch.testing.assert_close(space_time_to_channels(later, 2, 2, first=False), folded[:, :, 1:])
+    changed = x.clone()
+    changed[:, :, 3:] += 1.0  # frames 3.. reach groups 2.. only
+    torch.testing.assert_close(space_time_to_channels(changed, 2, 2, first=True)[:, :, :2], folded[:, :, :2])
+
+
+def test_shortcuts_add_no_parameters_and_old_configs_have_none():
+    plain, short = small_ae(), small_ae(shortcuts=True)
+    assert [k for k, _ in plain.named_parameters()] == [k for k, _ in short.named_parameters()]
+    config = AutoencoderConfig().to_dict()
+    del config["shortcuts"]  # a checkpoint written before the field existed
+    assert AutoencoderConfig.from_dict(config).shortcuts is False
 
 
 def test_config_round_trips_as_a_plain_dict():
