@@ -272,3 +272,17 @@ def test_analyse_clip_rejects_bad_input():
     for bad in [np.zeros((4, 8, 8), np.uint8), np.zeros((4, 8, 8, 3), np.float32), np.zeros((0, 8, 8, 3), np.uint8)]:
         with pytest.raises(ValueError):
             analyse_clip(bad)
+
+
+def test_analyser_tracks_many_blobs_without_trying_every_permutation():
+    # A noisy generated clip can show a dozen blobs in every frame: 12! orderings never finish, so
+    # tracks beyond six objects are linked greedily; each dot must still follow itself.
+    rng = np.random.default_rng(5)
+    grid = np.stack(np.meshgrid(np.arange(4) * 56 + 30, np.arange(3) * 70 + 50), -1).reshape(12, 2)
+    frames, start = 8, grid + rng.uniform(-8, 8, size=(12, 2))  # 12 dots that never touch
+    clip = np.zeros((frames, 256, 256, 3), np.uint8)
+    for t in range(frames):
+        for x, y in start + [2.0 * t, 0.0]:
+            cv2.circle(clip[t], (int(x), int(y)), 5, (255, 255, 255), -1)
+    analysis = analyse_clip(clip)
+    assert analysis.count == 12 and len(analysis.objects) == 12

@@ -209,6 +209,23 @@ def _measure(frame, model, dist, labels, k, box) -> _Blob | None:
     return _Blob(cx, cy, total, rgb, local, _classify(alpha, cx - x0, cy - y0, moments), moments)
 
 
+def _assign(cost: np.ndarray) -> list[int]:
+    """Blob for each track: the cheapest permutation for up to 6 tracks (the Shapes world has 1 to 3
+    objects), greedy cheapest-pair-first beyond: a noisy generated clip can show dozens of blobs, and
+    trying all their permutations never ends."""
+    n = len(cost)
+    if n <= 6:
+        return list(min(itertools.permutations(range(n)), key=lambda p: sum(cost[i, j] for i, j in enumerate(p))))
+    order, free_rows, free_cols = [0] * n, set(range(n)), set(range(n))
+    for flat in np.argsort(cost, axis=None, kind="stable"):
+        i, j = divmod(int(flat), n)
+        if i in free_rows and j in free_cols:
+            order[i] = j
+            free_rows.discard(i)
+            free_cols.discard(j)
+    return order
+
+
 def _link(frames_blobs: list[list[_Blob]], count: int, short: float) -> list[list[_Blob | None]]:
     """Tracks of `count` objects across the frames that show exactly `count` blobs."""
     tracks: list[list[_Blob | None]] = [[] for _ in range(count)]
@@ -221,14 +238,9 @@ def _link(frames_blobs: list[list[_Blob]], count: int, short: float) -> list[lis
         if last is None:
             order = list(range(count))
         else:
-            def cost(perm, prev=last, cur=blobs):
-                return sum(
-                    math.hypot(cur[j].x - prev[i].x, cur[j].y - prev[i].y) / short
-                    + float(np.linalg.norm(cur[j].rgb - prev[i].rgb)) / 100.0
-                    for i, j in enumerate(perm)
-                )
-
-            order = list(min(itertools.permutations(range(count)), key=cost))
+            cost = np.array([[math.hypot(b.x - a.x, b.y - a.y) / short + float(np.linalg.norm(b.rgb - a.rgb)) / 100.0
+                              for b in blobs] for a in last])  # (previous track, current blob)
+            order = _assign(cost)
         for i, j in enumerate(order):
             tracks[i].append(blobs[j])
         last = [blobs[j] for j in order]
