@@ -12,6 +12,10 @@ chunk, so a long clip is coded a few frames at a time with the same result as al
 memory does not grow with its length. Upsampling in time is depth-to-time (each latent frame's
 channels unfold into two frames), which keeps the first frame single by dropping one output.
 
+With `shortcuts` (DC-AE's residual autoencoding), every resampling and the latent's input and output
+also get a parameter-free residual: the input folded between space/time and channels, its channels
+averaged or repeated to fit, following the same causal frame grouping.
+
 Large frames are coded in overlapping spatial tiles (as diffusers' AutoencoderKL and CogVideoX do),
 each tile in time chunks, and the tiles' outputs blended with linear ramps across their overlaps, so
 peak memory is set by one tile x one chunk. Unlike chunking, tiling is approximate: a tile's border
@@ -22,6 +26,7 @@ large enough to be typical of the frame.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
@@ -147,13 +152,14 @@ class ResBlock(nn.Module):
 
 
 def _fit_channels(x: Tensor, channels: int) -> Tensor:
-    """Average neighbouring channels in groups, or repeat each, so x has `channels` channels."""
+    """Repeat each channel, then average neighbours in groups, so x has `channels` channels (through
+    lcm(C, channels) channels: any pair of widths works; a plain average or repeat when one divides
+    the other)."""
     B, C, *rest = x.shape
-    if C % channels == 0:
-        return x.reshape(B, channels, C // channels, *rest).mean(2)
-    if channels % C == 0:
-        return x.repeat_interleave(channels // C, dim=1)
-    raise ValueError(f"a shortcut cannot map {C} channels to {channels}")
+    wide = math.lcm(C, channels)
+    if wide > C:
+        x = x.repeat_interleave(wide // C, dim=1)
+    return x.reshape(B, channels, wide // channels, *rest).mean(2) if wide > channels else x
 
 
 def space_time_to_channels(x: Tensor, ft: int, fs: int, first: bool) -> Tensor:
@@ -179,9 +185,9 @@ def channels_to_space_time(x: Tensor, ft: int, fs: int, first: bool) -> Tensor:
 class Downsample(CausalConv3d):
     """A learned strided causal convolution (as MAGVIT-v2): averaging frame pairs would throw away
     half of the temporal detail before the wider next level could hold it. With `shortcut`, the
-    input folded into channels (space/time-to-depth, channel-averaged to fit) is added to the
-    output, as DC-AE's residual autoencoding: the convolution then learns a correction to a
-    lossless rearrangement instead of the whole mapping, which trains much faster."""
+    input folded into channels (space/time-to-depth, then channels averaged or repeated to fit) is
+    added to the output, as DC-AE's residual autoencoding: the convolution then learns a correction
+    to a fixed, parameter-free resampling instead of the whole mapping, which trains faster."""
 
     def __init__(self, c_in: int, c_out: int, time: bool, space: bool, shortcut: bool = False) -> None:
         super().__init__(c_in, c_out, 3, stride=(2 if time else 1, 2 if space else 1, 2 if space else 1))
@@ -196,6 +202,9 @@ class Downsample(CausalConv3d):
 
 
 class Upsample(nn.Module):
+    """Depth-to-time and nearest 2x in space, then a convolution; with `shortcut`, the input's channels
+    (repeated or averaged to fit) unfolded into time and space are added: Downsample's mirror."""
+
     def __init__(self, c_in: int, c_out: int, time: bool, space: bool, shortcut: bool = False) -> None:
         super().__init__()
         self.time = TimeUpsample(c_in) if time else nn.Identity()

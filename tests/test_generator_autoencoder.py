@@ -46,9 +46,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(4.0 / (a - b).pow(2).mean().item())  # peak-to-peak 2 for [-1, 1]
 
 
-@pytest.mark.parametrize("name", list(AE_models))
-def test_presets_compress_as_named(name):
-    ae = AE_models[name](base_channels=8)
+@pytest.mark.parametrize(("name", "shortcuts"), [(n, s) for n in AE_models for s in (False, True)])
+def test_presets_compress_as_named(name, shortcuts):
+    ae = AE_models[name](base_channels=8, shortcuts=shortcuts)
     ft, fh, fw = ae.compression
     assert f"{ft}x{fh}x{fw}" == name
     x = torch.randn(1, 3, 1 + 2 * ft, 2 * fh, 3 * fw)
@@ -77,10 +77,13 @@ def test_a_still_is_a_one_frame_video_and_coding_is_causal(shortcuts):
     torch.testing.assert_close(decoded_changed[:, :, :5], decoded[:, :, :5])  # so is decoding
 
 
-@pytest.mark.parametrize(("chunk", "shortcuts"), [(1, False), (2, False), (1, True), (2, True)])
-def test_chunked_coding_equals_whole_clip(chunk, shortcuts):
-    ae = small_ae(shortcuts=shortcuts)
-    x = torch.randn(1, 3, 13, 8, 8)  # 4 latent frames
+@pytest.mark.parametrize(("chunk", "shortcuts", "time_down"), [
+    (1, False, (True, True)), (2, False, (True, True)), (1, True, (True, True)), (2, True, (True, True)),
+    (1, True, (False, True)), (2, True, (True, False)),  # a level that keeps time, as in 4x8x8
+])
+def test_chunked_coding_equals_whole_clip(chunk, shortcuts, time_down):
+    ae = small_ae(shortcuts=shortcuts, time_down=time_down)
+    x = torch.randn(1, 3, 1 + 3 * ae.compression[0], 8, 8)  # 4 latent frames
     with torch.no_grad():
         z = ae.encode(x).mean
         z_chunked = ae.encode(x, chunk_latents=chunk).mean
@@ -196,6 +199,14 @@ def test_space_time_folding_is_causal_and_lossless():
     changed = x.clone()
     changed[:, :, 3:] += 1.0  # frames 3.. reach groups 2.. only
     torch.testing.assert_close(space_time_to_channels(changed, 2, 2, first=True)[:, :, :2], folded[:, :, :2])
+
+
+@pytest.mark.parametrize(("latent", "mult"), [(12, (1, 2, 4)), (3, (1, 3, 4))])
+def test_shortcuts_fit_any_channel_widths(latent, mult):
+    ae = small_ae(shortcuts=True, latent_channels=latent, channel_mult=mult)
+    with torch.no_grad():
+        z = ae.encode(torch.randn(1, 3, 5, 8, 8)).mean
+        assert z.shape == (1, latent, 2, 2, 2) and ae.decode(z).shape == (1, 3, 5, 8, 8)
 
 
 def test_shortcuts_add_no_parameters_and_old_configs_have_none():

@@ -282,7 +282,8 @@ def test_analyser_tracks_many_blobs_without_trying_every_permutation():
     frames, start = 8, grid + rng.uniform(-8, 8, size=(12, 2))  # 12 dots that never touch
     clip = np.zeros((frames, 256, 256, 3), np.uint8)
     for t in range(frames):
-        for x, y in start + [2.0 * t, 0.0]:
+        for x, y in start + [5.0 * t, 0.0]:
             cv2.circle(clip[t], (int(x), int(y)), 5, (255, 255, 255), -1)
     analysis = analyse_clip(clip)
     assert analysis.count == 12 and len(analysis.objects) == 12
+    assert all(obj.motion == "right" for obj in analysis.objects), [o.motion for o in analysis.objects]

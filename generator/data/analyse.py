@@ -223,6 +223,8 @@ def _assign(cost: np.ndarray) -> list[int]:
             order[i] = j
             free_rows.discard(i)
             free_cols.discard(j)
+            if not free_rows:
+                break
     return order
 
 
