@@ -182,6 +182,11 @@ def channels_to_space_time(x: Tensor, ft: int, fs: int, first: bool) -> Tensor:
     return x[:, :, ft - 1 :] if ft > 1 and first else x
 
 
+def _factors(time: bool, space: bool) -> tuple[int, int]:
+    """(time, space) resampling factors of one level transition."""
+    return 2 if time else 1, 2 if space else 1
+
+
 class Downsample(CausalConv3d):
     """A learned strided causal convolution (as MAGVIT-v2): averaging frame pairs would throw away
     half of the temporal detail before the wider next level could hold it. With `shortcut`, the
@@ -190,15 +195,16 @@ class Downsample(CausalConv3d):
     to a fixed, parameter-free resampling instead of the whole mapping, which trains faster."""
 
     def __init__(self, c_in: int, c_out: int, time: bool, space: bool, shortcut: bool = False) -> None:
-        super().__init__(c_in, c_out, 3, stride=(2 if time else 1, 2 if space else 1, 2 if space else 1))
-        self.factors, self.shortcut, self.c_out = (2 if time else 1, 2 if space else 1), shortcut, c_out
+        ft, fs = _factors(time, space)
+        super().__init__(c_in, c_out, 3, stride=(ft, fs, fs))
+        self.factors, self.shortcut = (ft, fs), shortcut
 
     def forward(self, x: Tensor) -> Tensor:
         first = not _streaming(self) or self.cache is None
         y = super().forward(x)  # (B, c_out, T', H/fs, W/fs)
         if not self.shortcut:
             return y
-        return y + _fit_channels(space_time_to_channels(x, *self.factors, first), self.c_out)
+        return y + _fit_channels(space_time_to_channels(x, *self.factors, first), y.shape[1])
 
 
 class Upsample(nn.Module):
@@ -210,7 +216,7 @@ class Upsample(nn.Module):
         self.time = TimeUpsample(c_in) if time else nn.Identity()
         self.space = space
         self.conv = CausalConv3d(c_in, c_out, 3)
-        self.factors, self.shortcut, self.c_out = (2 if time else 1, 2 if space else 1), shortcut, c_out
+        self.factors, self.shortcut = _factors(time, space), shortcut
 
     def forward(self, x: Tensor) -> Tensor:
         first = not getattr(self.time, "started", False)
@@ -221,7 +227,7 @@ class Upsample(nn.Module):
         if not self.shortcut:
             return y
         ft, fs = self.factors
-        return y + channels_to_space_time(_fit_channels(x, self.c_out * ft * fs * fs), ft, fs, first)
+        return y + channels_to_space_time(_fit_channels(x, y.shape[1] * ft * fs * fs), ft, fs, first)
 
 
 # --------------------------------------------------------------------------- encoder and decoder
