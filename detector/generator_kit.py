@@ -16,9 +16,10 @@
   through the same writer and watermark, so neither "looks like the Shapes world" nor the codec or
   the watermark is a shortcut to "AI".
 
-Everything is a pure function of the weights and the seeds; sampled clips are cached (``.npz`` in the
+Sampling is a pure function of the weights and the seeds; sampled clips are cached (``.npz`` in the
 kit's ``cache/``, keyed by the DiT weights' hash, prompt, seed and size) so a rebuild does not sample
-again. Nothing is downloaded: the text encoder is the bundled MiniLM.
+again, and issued clips too (keyed by the clip's hash), since the H.264 re-encode is not bit-reproducible.
+Nothing is downloaded: the text encoder is the bundled MiniLM.
 """
 
 from __future__ import annotations
@@ -157,17 +158,30 @@ def render_counterpart(spec: ClipSpec, frames: int, fps: float = 8.0) -> np.ndar
 def as_issued(clip: np.ndarray, workdir: str | os.PathLike[str], name: str, fps: float = 8.0) -> np.ndarray:
     """``clip`` (F, H, W, 3) as veriframe issues it, decoded back: written at CRF 18 (as
     `generator.cli.generate_to_file` does), then watermarked by `provenance.watermark.video.embed_file`
-    at the service's default encode settings (CRF 18, preset medium) with the kit's fixed key."""
+    at the service's default encode settings (CRF 18, preset medium) with the kit's fixed key.
+
+    The result is cached in ``workdir`` under the clip's hash: libx264 is not bit-reproducible here
+    (its mb-tree rate control reads memory that earlier encodes in the process left behind: 20
+    identical encodes of one 176x96 clip gave 11 different files; with ``MALLOC_PERTURB_`` set, one),
+    so a kit rebuild reads the issued frames it made before instead of encoding again."""
     from media import VideoWriter, iter_frames
     from provenance.watermark.keys import Keyring, WatermarkKey
     from provenance.watermark.video import embed_file
 
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{clip.shape}|{fps}|crf18|medium|".encode() + KIT_WATERMARK_KEY)
+    digest.update(np.ascontiguousarray(clip).tobytes())
+    cached = work / f"{name}-{digest.hexdigest()[:16]}.npz"
+    if cached.is_file():
+        return np.load(cached)["frames"]
     written, marked = work / f"{name}.mp4", work / f"{name}.marked.mp4"
     with VideoWriter(written, width=clip.shape[2], height=clip.shape[1], fps=fps, crf=18) as writer:
         for frame in clip:
             writer.write_rgb(np.ascontiguousarray(frame))
     ring = Keyring((WatermarkKey(0, KIT_WATERMARK_KEY),), 0)
     embed_file(written, marked, hashlib.sha256(name.encode()).digest()[:8], ring, crf=18, preset="medium")
-    return np.stack([f.array for f in iter_frames(marked, fmt="rgb24")])
+    issued = np.stack([f.array for f in iter_frames(marked, fmt="rgb24")])
+    with atomic_path(cached) as tmp:  # complete files only, as for the sampled clips
+        np.savez_compressed(tmp, frames=issued)
+    return issued

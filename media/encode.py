@@ -117,6 +117,10 @@ class VideoWriter:
     degrees, as in `MediaInfo.rotation`) is stored as the stream's display matrix; pixels are not
     turned. `audio_from` copies that file's first audio stream through. Leaving the `with` block by an
     exception removes the temporary file and writes nothing.
+
+    Encodes are not bit-reproducible: the bundled libx264's mb-tree rate control reads memory that
+    earlier encodes in the process left behind (identical, single-threaded encodes of one clip differ;
+    with MALLOC_PERTURB_ set they do not), so compare decoded quality, never bytes.
     """
 
     def __init__(

@@ -73,15 +73,26 @@ def test_dit_items_pair_sampled_frames_with_rendered_scenes(bundle: Path, tmp_pa
     assert [f[2] for f in fakes[:: len(kit.DIT_FRAMES)]] == ["train"] * 9 + ["val"] * 3 + ["test"] * 3  # by block
     assert {r[2] for r in reals} == {f[1] for f in fakes}  # every clip has its rendered counterpart
     assert all(len(r[4]) == 4 and r[4][0].shape == r[0].shape for r in reals)  # 4 frames before each
-    again_reals, again_fakes = dit_items(tmp_path, 15, bundle)  # from the cache, rendered again
+    again_reals, again_fakes = dit_items(tmp_path, 15, bundle)  # sampled and issued clips from the caches, scenes rendered again
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(fakes, again_fakes, strict=True))
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(reals, again_reals, strict=True))
 
 
-def test_issued_frames_went_through_the_writer_and_the_watermark_reproducibly(tmp_path: Path) -> None:
+def test_issued_frames_went_through_the_writer_and_the_watermark_and_are_cached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import provenance.watermark.video as video
+
     rng = np.random.default_rng(1)
-    clip = rng.integers(0, 256, (9, 48, 64, 3), dtype=np.uint8)
+    clip = rng.integers(0, 256, (9, 6, 8, 3), dtype=np.uint8).repeat(8, axis=1).repeat(8, axis=2)  # 48x64 blocks
     issued = as_issued(clip, tmp_path, "c")
     assert issued.shape == clip.shape and not np.array_equal(issued, clip)
     assert (tmp_path / "c.mp4").is_file() and (tmp_path / "c.marked.mp4").is_file()
-    assert np.array_equal(issued, as_issued(clip, tmp_path / "again", "c"))
+    assert np.abs(issued.astype(int) - clip).mean() < 8  # a lossy copy of the clip, not another picture
+
+    def refuse(*_a, **_k):
+        raise AssertionError("encoded again although cached")
+
+    monkeypatch.setattr(video, "embed_file", refuse)
+    assert np.array_equal(issued, as_issued(clip, tmp_path, "c"))  # libx264 itself is not bit-reproducible
+    with pytest.raises(AssertionError, match="encoded again"):
+        as_issued(clip[:, :, ::-1], tmp_path, "c")  # another clip under the same name is issued anew
