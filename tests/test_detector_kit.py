@@ -73,7 +73,7 @@ def test_dit_items_pair_sampled_frames_with_rendered_scenes(bundle: Path, tmp_pa
     assert [f[2] for f in fakes[:: len(kit.DIT_FRAMES)]] == ["train"] * 9 + ["val"] * 3 + ["test"] * 3  # by block
     assert {r[2] for r in reals} == {f[1] for f in fakes}  # every clip has its rendered counterpart
     assert all(len(r[4]) == 4 and r[4][0].shape == r[0].shape for r in reals)  # 4 frames before each
-    again_reals, again_fakes = dit_items(tmp_path, 15, bundle)  # sampled and issued clips from the caches, scenes rendered again
+    again_reals, again_fakes = dit_items(tmp_path, 15, bundle)  # clips from the caches, scenes rendered again
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(fakes, again_fakes, strict=True))
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(reals, again_reals, strict=True))
 
