@@ -47,6 +47,7 @@ DIT_FRAMES = (0, 5, 10, 15)  # frames of each sampled clip that become kit items
 SHAPES_FRAMES = (5, 15)  # frames of each rendered counterpart that become real items
 SIZES = ((128, 128), (176, 96), (96, 176))  # the bundle's training sizes: 1:1, 16:9, 9:16
 KIT_WATERMARK_KEY = bytes.fromhex("6b1d" * 16)  # fixed, so the issued frames are a function of the clip
+ISSUE_CRF, ISSUE_PRESET = 18, "medium"  # what `generate` writes and the watermark re-encodes with
 
 
 @dataclass(frozen=True)
@@ -170,17 +171,17 @@ def as_issued(clip: np.ndarray, workdir: str | os.PathLike[str], name: str, fps:
 
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(f"{clip.shape}|{fps}|crf18|medium|".encode() + KIT_WATERMARK_KEY)
+    digest = hashlib.sha256(f"{clip.shape}|{fps}|crf{ISSUE_CRF}|{ISSUE_PRESET}|".encode() + KIT_WATERMARK_KEY)
     digest.update(np.ascontiguousarray(clip).tobytes())
     cached = work / f"{name}-{digest.hexdigest()[:16]}.npz"
     if cached.is_file():
         return np.load(cached)["frames"]
     written, marked = work / f"{name}.mp4", work / f"{name}.marked.mp4"
-    with VideoWriter(written, width=clip.shape[2], height=clip.shape[1], fps=fps, crf=18) as writer:
+    with VideoWriter(written, width=clip.shape[2], height=clip.shape[1], fps=fps, crf=ISSUE_CRF) as writer:
         for frame in clip:
             writer.write_rgb(np.ascontiguousarray(frame))
     ring = Keyring((WatermarkKey(0, KIT_WATERMARK_KEY),), 0)
-    embed_file(written, marked, hashlib.sha256(name.encode()).digest()[:8], ring, crf=18, preset="medium")
+    embed_file(written, marked, hashlib.sha256(name.encode()).digest()[:8], ring, crf=ISSUE_CRF, preset=ISSUE_PRESET)
     issued = np.stack([f.array for f in iter_frames(marked, fmt="rgb24")])
     with atomic_path(cached) as tmp:  # complete files only, as for the sampled clips
         np.savez_compressed(tmp, frames=issued)
