@@ -285,7 +285,7 @@ def targets(report, heavy_fpr, n_heavy, clips, own, speed) -> list[str]:  # noqa
     return ["## Against the targets of issue 8", "", "| target | measured | |", "|---|---|---|", *rows, ""]
 
 
-def own_section(own: list[dict], n_clips: int) -> list[str]:
+def own_section(own: list[dict], n_clips: int, smallest_crop: int) -> list[str]:
     """The table of veriframe's own clips and their rendered scenes per laundering step."""
     models = [m for m in ("model", "baseline") if own and m in own[0]]
     lines = ["## veriframe's own generated clips (fresh: captions and seeds the kit never used)", "",
@@ -297,8 +297,8 @@ def own_section(own: list[dict], n_clips: int) -> list[str]:
              "--source generated` without the manifest store). Every laundering step re-encodes, which strips the "
              "manifest. Real side: the same scenes rendered by the Shapes world (CG, not AI), issued the same "
              "way (watermarked, signed as `capture`). Flagged = the clip logit is above the operating threshold; "
-             "a clip out of the model's scope (under one 64 px crop, or under its bits-per-pixel floor) is never "
-             "flagged.", "",
+             f"a clip out of the model's scope (a side under {smallest_crop} px, or under its bits-per-pixel floor) "
+             "is never flagged.", "",
              "| condition | own clips flagged (TPR) | in scope | median P(AI) | watermark found | manifest | "
              "rendered scenes flagged (FPR) |" + "".join(" previous model: own flagged |" for m in models[1:]),
              "|---|---:|---:|---:|---:|---|---:|" + "---:|" * (len(models) - 1)]
@@ -330,7 +330,7 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
         f"- Machine: {platform.machine()}, 2 CPU cores shared with other work, no GPU, Python "
         f"{platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} thread(s)",
         f"- Model: `{loaded.model_id}` ({loaded.config.backbone}, input {loaded.config.input}, crop "
-        f"{loaded.config.crop}), weights `{weights_name}`",
+        f"{loaded.config.crop}, frames down to {loaded.config.smallest_crop} px), weights `{weights_name}`",
         f"- Operating threshold: logit {cal.threshold_logit:.3f} (P(AI) {cal.threshold_probability:.4f}), set for "
         f"{cal.target_fpr:.0%} FPR on {cal.n_real} held-out real items (val split); calibration: {cal.method}",
         f"- Held-out (unseen) generator family: {', '.join(report['held_out']) or 'none'}",
@@ -366,7 +366,7 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
                          f"clip FPR {sum(r['flagged'] for r in real)}/{len(real)}.")
         lines.append("")
     if own:
-        lines += own_section(own, args.own_clips)
+        lines += own_section(own, args.own_clips, loaded.config.smallest_crop)
     lines += targets(report, heavy_fpr, n_heavy, clips, own, speed)
     lines += ["## Speed: a 10 s 720p clip (300 frames, H.264 CRF 23), one process, after one warm-up", "",
               "| stage | seconds |", "|---|---:|"]

@@ -104,10 +104,12 @@ class DetectorReport:
         return {"detector": det, "artifacts": {s.name: s.to_dict() for s in self.signals}}
 
 
+def _scope_size(width: int, height: int, side: int) -> list[str]:
+    return [f"too small: {width}x{height} is under one {side}px crop"] if min(width, height) < side else []
+
+
 def _scope(info: Any, side: int) -> list[str]:
-    reasons = []
-    if min(info.width, info.height) < side:
-        reasons.append(f"too small: {info.width}x{info.height} is under one {side}px crop")
+    reasons = _scope_size(info.width, info.height, side)
     pixels = info.width * info.height
     if info.is_still:
         bpp = info.size_bytes * 8 / max(pixels, 1)
@@ -125,7 +127,9 @@ def _run_model(loaded: LoadedDetector,
                rgb: dict[int, tuple[float, np.ndarray]]) -> tuple[DetectorResult, PatchMaps]:
     cfg, cal = loaded.config, loaded.calibration
     indices = sorted(rgb)
-    x, rows, cols = crop_batch([rgb[i][1] for i in indices], cfg.crop, cfg.crops_per_frame)
+    height, width = rgb[indices[0]][1].shape[:2]
+    side = cfg.crop_for(height, width)  # in scope: `_scope` checked the size
+    x, rows, cols = crop_batch([rgb[i][1] for i in indices], side, cfg.crops_per_frame)
     out = loaded.model(x.to(next(loaded.model.parameters()).device))
 
     def prob(z: np.ndarray) -> np.ndarray:
@@ -138,9 +142,8 @@ def _run_model(loaded: LoadedDetector,
     k, h, w = patches.shape
     grid = patches.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
     threshold = cal.threshold_logit if cal else 0.0
-    height, width = rgb[indices[0]][1].shape[:2]
-    positions = tuple(grid_positions(height, width, cfg.crop, cfg.crops_per_frame)[0])  # crop_batch's grid
-    maps = PatchMaps((width, height), cfg.crop, positions,
+    positions = tuple(grid_positions(height, width, side, cfg.crops_per_frame)[0])  # crop_batch's grid
+    maps = PatchMaps((width, height), side, positions,
                      {i: prob(p) for i, p in zip(indices, per_frame, strict=True)}, prob(patches))
     result = DetectorResult(
         model_id=loaded.model_id, in_scope=True, scope_reasons=[], probability=round(float(prob(clip_logit)), 4),
@@ -150,7 +153,7 @@ def _run_model(loaded: LoadedDetector,
         frames=[{"index": i, "time_s": round(rgb[i][0], 3), "probability": round(float(p), 4),
                  "attention": round(float(a), 4)} for i, p, a in zip(indices, frame_p, out.attention[0].tolist(),
                                                                       strict=True)],
-        heatmap=np.round(prob(grid), 3).tolist(), heatmap_cell_px=cfg.crop // max(h, 1), crops_per_frame=k,
+        heatmap=np.round(prob(grid), 3).tolist(), heatmap_cell_px=side // max(h, 1), crops_per_frame=k,
     )
     return result, maps
 
@@ -182,7 +185,7 @@ class ClipAnalysis:
     def finish(self, decode_s: float) -> DetectorReport:
         """The report, once the pass is over; ``decode_s`` is what reading the frames took."""
         loaded, rgb, gray, plan, timings = self.loaded, self.rgb, self.gray, self.plan, {"decode": decode_s}
-        scope_reasons = _scope(self.info, loaded.config.crop if loaded else 64)
+        scope_reasons = _scope(self.info, loaded.config.smallest_crop if loaded else 64)
         t = time.perf_counter()
         lumas = [np.dot(rgb[i][1][..., :3], np.float32([0.299, 0.587, 0.114])).astype(np.float32)
                  for i in sorted(rgb)]
@@ -195,6 +198,10 @@ class ClipAnalysis:
         result: DetectorResult | None = None
         maps: PatchMaps | None = None
         if loaded is not None:
+            if rgb and not scope_reasons:  # decoded frames can differ from the header (rotation, cropping)
+                h, w = next(iter(rgb.values()))[1].shape[:2]
+                if loaded.config.crop_for(h, w) is None:
+                    scope_reasons = _scope_size(w, h, loaded.config.smallest_crop)
             if scope_reasons or not rgb:
                 result = DetectorResult(loaded.model_id, False, scope_reasons or ["no frame decoded"])
             else:

@@ -41,9 +41,9 @@ CONDITIONS: dict[str, Condition] = {
 
 @torch.no_grad()
 def score_frames(model: ForensicDetector, frames: list[np.ndarray], max_crops: int) -> float:
-    """The clip logit for RGB frames of one item (a still is one frame); NaN when smaller than a crop."""
-    side = model.cfg.crop
-    if min(frames[0].shape[:2]) < side:
+    """The clip logit for RGB frames of one item (a still is one frame); NaN when out of the model's scope."""
+    side = model.cfg.crop_for(*frames[0].shape[:2])
+    if side is None:
         return float("nan")
     x, _, _ = crop_batch(frames, side, max_crops)
     return float(model(x.to(next(model.parameters()).device)).clip_logits[0])

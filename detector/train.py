@@ -97,32 +97,41 @@ class BalancedCrops:
         if not self.by_class[0] or not self.by_class[1]:
             raise ValueError("training needs real and AI items at least one crop in size")
 
-    def _crop(self, rgb: np.ndarray) -> np.ndarray:
+    def _crop(self, rgb: np.ndarray, side: int) -> np.ndarray:
         # Take room for the resize step, augment, then crop S at a random offset (any block phase).
-        region = min(2 * self.side + 16, rgb.shape[0], rgb.shape[1])
+        region = min(2 * side + 16, rgb.shape[0], rgb.shape[1])
         y = self.rng.integers(0, rgb.shape[0] - region + 1)
         x = self.rng.integers(0, rgb.shape[1] - region + 1)
         out = augment(rgb[y : y + region, x : x + region], self.rng, self.aug)
-        if min(out.shape[:2]) < self.side:  # downscaled below the crop: augment without the resize
+        if min(out.shape[:2]) < side:  # downscaled below the crop: augment without the resize
             out = augment(rgb[y : y + region, x : x + region], self.rng, replace(self.aug, p_resize=0.0))
-        y = self.rng.integers(0, out.shape[0] - self.side + 1)
-        x = self.rng.integers(0, out.shape[1] - self.side + 1)
-        return out[y : y + self.side, x : x + self.side]
+        y = self.rng.integers(0, out.shape[0] - side + 1)
+        x = self.rng.integers(0, out.shape[1] - side + 1)
+        return out[y : y + side, x : x + side]
 
-    def sample(self) -> tuple[np.ndarray, int]:
+    def sample(self, side: int | None = None) -> tuple[np.ndarray, int]:
         label = int(self.rng.integers(2))
         sources = sorted(self.by_class[label])
         pool = self.by_class[label][sources[self.rng.integers(len(sources))]]
         frames = self.frames[pool[self.rng.integers(len(pool))].path]
         start = int(self.rng.integers(len(frames)))
         picks = [frames[min(start + i, len(frames) - 1)] for i in range(self.t)]
-        crops = np.stack([np.stack([self._crop(f) for _ in range(self.k)]) for f in picks])  # (T, K, S, S, 3)
+        crops = np.stack([np.stack([self._crop(f, side or self.side) for _ in range(self.k)])
+                          for f in picks])  # (T, K, S, S, 3)
         return crops, label
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        samples = [self.sample() for _ in range(size)]
+    def batch(self, size: int, side: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` samples of ``side`` px crops (default: the model's crop; smaller ones train ``min_crop``)."""
+        samples = [self.sample(side) for _ in range(size)]
         x = torch.from_numpy(np.stack([s[0] for s in samples])).permute(0, 1, 2, 5, 3, 4).float().div_(255)
         return x, torch.tensor([float(s[1]) for s in samples])  # (B, T, K, 3, S, S), (B,)
+
+
+def _batch_side(cfg: DetectorConfig, small_crop_p: float, rng: np.random.Generator) -> int:
+    """The crop side of one training batch: the config's crop, or with ``min_crop`` sometimes a smaller one."""
+    if cfg.min_crop is None or cfg.min_crop >= cfg.crop or rng.random() >= small_crop_p:
+        return cfg.crop
+    return int(rng.choice(np.arange(cfg.min_crop, cfg.crop, 8)))
 
 
 def detector_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -175,6 +184,7 @@ def train_detector(
     resume: bool = False,
     model_id: str | None = None,
     threads: int | None = None,
+    small_crop_p: float = 0.25,
 ) -> dict[str, Any]:
     """Train on the ``train`` split (or everything, for data without splits), calibrate on ``val``.
 
@@ -184,7 +194,9 @@ def train_detector(
     ``resume`` starting point) and ``out_dir/detector.safetensors`` (weights + config + calibration +
     recipe). ``held_out`` families are never trained on. ``max_minutes`` stops early, cleanly, at a
     wall-clock budget. ``threads`` sets torch's CPU threads for the process: on a shared, oversubscribed
-    CPU one thread was 8x faster per step than two (OpenMP threads waiting on each other).
+    CPU one thread was 8x faster per step than two (OpenMP threads waiting on each other). With the
+    config's ``min_crop`` set, ``small_crop_p`` of the batches use a crop side drawn from ``min_crop``
+    up to ``crop`` (multiples of 8), so small frames are scored by a model that saw such crops.
     Returns the training summary (also in ``out_dir/train.json``).
     """
     if threads is not None:
@@ -220,6 +232,7 @@ def train_detector(
     began, step = time.monotonic(), start_step
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "held_out": list(held_out),
               "augment": (augment_cfg or AugmentConfig()).__dict__, "world_size": world,
+              "small_crop_p": small_crop_p if cfg.min_crop is not None else 0.0,
               "train_items": len(train_items), "val_items": len(val_items)}
     model.train()
     while step < steps:
@@ -230,7 +243,7 @@ def train_detector(
         lr_now = lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
         for group in opt.param_groups:
             group["lr"] = lr_now
-        x, y = data.batch(batch_size)
+        x, y = data.batch(batch_size, _batch_side(cfg, small_crop_p, data.rng))
         loss = detector_loss(net, x.to(device), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()

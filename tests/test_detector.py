@@ -21,9 +21,11 @@ from detector.calibration import (
     threshold_at_fpr,
     write_reliability_plot,
 )
+from detector.evaluate import score_frames
+from detector.model import DetectorConfig
 from detector.sampling import grid_positions, plan_frames
 from detector.signals import Signal
-from detector.train import train_detector
+from detector.train import _batch_side, train_detector
 from detector.verdict import LABELS, verdict
 from media import write_image
 
@@ -253,6 +255,17 @@ def test_a_few_training_steps_reduce_loss_and_resume(tmp_path: Path) -> None:
     assert resumed["steps_done"] == 26
 
 
+def test_some_training_batches_use_crops_down_to_min_crop() -> None:
+    rng = np.random.default_rng(0)
+    cfg = config_for("mnv3s-050")
+    assert (cfg.crop, cfg.min_crop) == (64, 48)
+    assert {_batch_side(cfg, 1.0, rng) for _ in range(50)} == {48, 56}
+    assert {_batch_side(cfg, 0.0, rng) for _ in range(50)} == {64}
+    assert {_batch_side(DetectorConfig(crop=64), 1.0, rng) for _ in range(20)} == {64}
+    with pytest.raises(ValueError, match="min_crop"):
+        DetectorConfig(crop=64, min_crop=80)
+
+
 # --- analyse_file end to end (random tiny model: checks plumbing, not accuracy) --------------------
 
 
@@ -282,11 +295,28 @@ def test_analyse_file_gives_frames_clip_heatmap_and_a_verdict(tiny_checkpoint: P
     assert verdict(full, det, report.signals).label in LABELS
 
 
+def test_frames_between_min_crop_and_crop_are_scored_with_their_own_side(tiny_checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    from detector import analyse_file
+    from media.synthetic import make_test_clip
+
+    cfg = load_checkpoint(tiny_checkpoint).config  # crop 32, min_crop 24
+    assert (cfg.crop_for(96, 160), cfg.crop_for(28, 48), cfg.crop_for(27, 48), cfg.crop_for(22, 48)) == \
+        (32, 28, 26, None)
+    assert DetectorConfig(crop=64).crop_for(48, 88) is None  # v1 checkpoints: crop is the smallest scope
+    clip = make_test_clip(tmp_path / "small.mp4", width=48, height=28, frames=4, pattern="noise")
+    det = analyse_file(clip, model=tiny_checkpoint).detector
+    assert det.in_scope and det.crops_per_frame == 1 and len(det.heatmap) >= 1
+    model = load_checkpoint(tiny_checkpoint).model
+    assert np.isfinite(score_frames(model, [np.zeros((28, 48, 3), np.uint8)], 4))
+    assert np.isnan(score_frames(model, [np.zeros((22, 48, 3), np.uint8)], 4))
+
+
 def test_analyse_file_marks_tiny_input_out_of_scope(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from detector import analyse_file
     from media.synthetic import make_test_clip
 
-    clip = make_test_clip(tmp_path / "s.mp4", width=24, height=24, frames=4, pattern="noise")
+    clip = make_test_clip(tmp_path / "s.mp4", width=20, height=20, frames=4, pattern="noise")
     det = analyse_file(clip, model=tiny_checkpoint).detector
     assert not det.in_scope and "too small" in det.scope_reasons[0]
     assert verdict({"c2pa": {}, "watermark": {}}, det, []).label == "uncertain"

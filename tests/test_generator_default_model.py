@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.cli import default_checkpoint
 from generator.checkpoint import read_bundle
+from generator.cli import default_checkpoint
 from generator.data import BACKGROUNDS, analyse_clip
 from generator.generate import VideoGenerator
 
