@@ -342,10 +342,16 @@ def train() -> None:
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--held-out", multiple=True, help="Source family never trained on (repeatable).")
 @click.option("--target-fpr", type=click.FloatRange(0.0001, 0.5), default=0.01, show_default=True)
+@click.option("--batch-size", type=click.IntRange(2), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model-id", default=None, help="Name stored in the checkpoint (default: backbone and steps).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--max-minutes", type=click.FloatRange(0.1), default=None, help="Stop cleanly after this long.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.safetensors.")
 def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, held_out: tuple[str, ...],
-                       target_fpr: float, max_minutes: float | None, resume: bool) -> None:
+                       target_fpr: float, batch_size: int, lr: float, seed: int, model_id: str | None,
+                       threads: int | None, max_minutes: float | None, resume: bool) -> None:
     """Train the AI-origin detector (augmented, class-balanced, calibrated on held-out reals)."""
     from detector import DETECTOR_MODELS, train_detector
 
@@ -354,6 +360,7 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
     kwargs = {"config": model} if model else {}
     try:
         summary = train_detector(data, out, steps=steps, held_out=held_out, target_fpr=target_fpr,
+                                 batch_size=batch_size, lr=lr, seed=seed, model_id=model_id, threads=threads,
                                  max_minutes=max_minutes, resume=resume, **kwargs)
     except ValueError as exc:  # unusable data: the message says what is missing
         raise click.ClickException(str(exc)) from None

@@ -277,7 +277,7 @@ def dit_items(out: Path, n: int, bundle: Path) -> tuple[list[Real], list[tuple[n
 
 def build_kit(out_dir: str | os.PathLike[str], *, seed: int = 0, ae_steps: int | None = 100,
               ae_seconds: float | None = None, families: tuple[str, ...] = DEFAULT_FAMILIES,
-              generator: str | os.PathLike[str] | None = None, dit_clips: int = 24) -> Path:
+              generator: str | os.PathLike[str] | None = None, dit_clips: int = 48) -> Path:
     """Write the data kit under ``out_dir`` and return the path of its ``kit.csv``.
 
     The upsampling autoencoders train ``ae_steps`` steps (or, with ``ae_steps=None``, ``ae_seconds`` of
