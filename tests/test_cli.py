@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from media.synthetic import make_test_clip
@@ -189,6 +190,23 @@ def test_train_detector_on_an_empty_folder_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
     assert r.returncode == 2 and "real/" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_detector_takes_the_recipe_options(tmp_path: Path) -> None:
+    from media import write_image
+
+    rng = np.random.default_rng(0)
+    for label in ("real", "ai"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            write_image(tmp_path / "data" / label / f"{i}.png", rng.integers(0, 256, (72, 72, 3), dtype=np.uint8))
+    r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+            "--steps", "2", "--batch-size", "2", "--lr", "1e-4", "--seed", "3", "--model-id", "cli-test",
+            "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["model_id"] == "cli-test" and summary["steps_done"] == 2
+    assert (summary["recipe"]["batch_size"], summary["recipe"]["lr"], summary["recipe"]["seed"]) == (2, 1e-4, 3)
 
 
 def test_generate_queues_by_default_and_checks_local_only_options(tmp_path: Path) -> None:
