@@ -19,7 +19,7 @@ Everything is built here from what packages ship (see detector/datakit.py), so t
   and seeds the kit never used), watermarked and C2PA-signed through the project's sign path, then
   re-encoded, downscaled and both; beside them the same scenes rendered by the Shapes world (real
   side: CG, not AI) through the same steps, and ``--baseline-weights`` scores the same files with a
-  previous model;
+  second model (a previous or a candidate one);
 * speed: a 10 s 720p clip through C2PA verification, then watermark detection and the detector's analysis
   fed by one decode pass, as ``verify_clip`` runs them (``bench/verify.py`` times ``verify_clip`` itself).
 """
@@ -333,7 +333,7 @@ def targets(report, heavy_fpr, n_heavy, clips, own, speed) -> list[str]:  # noqa
     return ["## Against the targets of issue 8", "", "| target | measured | |", "|---|---|---|", *rows, ""]
 
 
-def own_section(own: list[dict], n_clips: int, smallest_crop: int) -> list[str]:
+def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: str | None) -> list[str]:
     """The table of veriframe's own clips and their rendered scenes per laundering step."""
     models = [m for m in ("model", "baseline") if own and m in own[0]]
     lines = ["## veriframe's own generated clips (fresh: captions and seeds the kit never used)", "",
@@ -348,7 +348,8 @@ def own_section(own: list[dict], n_clips: int, smallest_crop: int) -> list[str]:
              f"a clip out of the model's scope (a side under {smallest_crop} px, or under its bits-per-pixel floor) "
              "is never flagged.", "",
              "| condition | own clips flagged (TPR) | in scope | median P(AI) | watermark found | manifest | "
-             "rendered scenes flagged (FPR) |" + "".join(" previous model: own flagged |" for m in models[1:]),
+             "rendered scenes flagged (FPR) |"
+             + "".join(f" `{baseline_id}` (--baseline-weights): own flagged |" for _ in models[1:]),
              "|---|---:|---:|---:|---:|---|---:|" + "---:|" * (len(models) - 1)]
     for cond in ("signed", *LAUNDERING):
         ai = [r for r in own if r["condition"] == cond and r["label"] == 1]
@@ -416,7 +417,8 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
                          f"clip FPR {sum(r['flagged'] for r in real)}/{len(real)}.")
         lines.append("")
     if own:
-        lines += own_section(own, args.own_clips, loaded.config.smallest_crop)
+        lines += own_section(own, args.own_clips, loaded.config.smallest_crop,
+                             load_checkpoint(args.baseline_weights).model_id if args.baseline_weights else None)
     lines += targets(report, heavy_fpr, n_heavy, clips, own, speed)
     lines += ["## Speed: a 10 s 720p clip (300 frames, H.264 CRF 23), one process, after one warm-up", "",
               "| stage | seconds |", "|---|---:|"]
