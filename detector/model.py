@@ -193,8 +193,8 @@ class ForensicDetector(nn.Module):
 def Forensic_MNv3S(**kw: Any) -> DetectorConfig:
     """The default: ~0.6M parameters, fast enough to train for minutes and run on 2 CPU cores. Frames
     down to 3/4 of the crop a side are in scope (48 px: a 96 px tall 16:9 clip after a 50% downscale)."""
-    crop = kw.get("crop", 64)
-    return DetectorConfig(**{"backbone": "mobilenetv3_small_050", "min_crop": crop * 3 // 4 // 2 * 2, **kw})
+    crop, factor = kw.get("crop", 64), kw.get("residual_factor", 2)
+    return DetectorConfig(**{"backbone": "mobilenetv3_small_050", "min_crop": crop * 3 // 4 // factor * factor, **kw})
 
 
 def Forensic_MNv3S_RGB(**kw: Any) -> DetectorConfig:

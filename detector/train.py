@@ -196,7 +196,7 @@ def train_detector(
     wall-clock budget. ``threads`` sets torch's CPU threads for the process: on a shared, oversubscribed
     CPU one thread was 8x faster per step than two (OpenMP threads waiting on each other). With the
     config's ``min_crop`` set, ``small_crop_p`` of the batches use a crop side drawn from ``min_crop``
-    up to ``crop`` (multiples of 8), so small frames are scored by a model that saw such crops.
+    up to ``crop`` in steps of 8, so small frames are scored by a model that saw such crops.
     Returns the training summary (also in ``out_dir/train.json``).
     """
     if threads is not None:
