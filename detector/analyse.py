@@ -128,7 +128,7 @@ def _run_model(loaded: LoadedDetector,
     cfg, cal = loaded.config, loaded.calibration
     indices = sorted(rgb)
     height, width = rgb[indices[0]][1].shape[:2]
-    side = cfg.crop_for(height, width)  # in scope: `_scope` checked the size
+    side = cfg.crop_for(height, width)  # not None: `ClipAnalysis.finish` checked the decoded size
     x, rows, cols = crop_batch([rgb[i][1] for i in indices], side, cfg.crops_per_frame)
     out = loaded.model(x.to(next(loaded.model.parameters()).device))
 

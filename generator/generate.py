@@ -47,6 +47,11 @@ def frames_to_tensor(frames: np.ndarray) -> Tensor:
     return x.permute(3, 0, 1, 2)[None]
 
 
+def clips_to_tensor(clips: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
+    """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1] on ``device``."""
+    return torch.cat([frames_to_tensor(c) for c in clips]).to(device)
+
+
 def tensor_to_frames(video: Tensor) -> np.ndarray:
     """float (1, 3, F, H, W) in [-1, 1] -> uint8 (F, H, W, 3)."""
     x = video[0].float().clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8)

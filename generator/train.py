@@ -51,7 +51,7 @@ from .data.batches import BatchSpec, ClipBatches, FolderSource, LatentCache, Sha
 from .dit import VideoDiT, dit_config
 from .errors import GeneratorError
 from .flow import FlowConfig, RectifiedFlow
-from .generate import DEFAULTS, frames_to_tensor
+from .generate import DEFAULTS, clips_to_tensor
 from .text import drop_captions, load_text_encoder
 
 log = logging.getLogger(__name__)
@@ -190,11 +190,6 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> t
 # --------------------------------------------------------------------------- objectives
 
 
-def _video(clips: np.ndarray, device: torch.device) -> Tensor:
-    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [-1, 1]."""
-    return torch.cat([frames_to_tensor(c) for c in clips]).to(device)
-
-
 def _ae_loss(ae: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generator, _py: random.Random,
              _texts: list[str]) -> tuple[Tensor, dict[str, float]]:
     """Reconstruction (L1, MSE or both) + KL on a crop batch; PSNR of the reconstruction for the log."""
@@ -221,7 +216,7 @@ class _DiTObjective:
     @torch.no_grad()
     def encode(self, clips: np.ndarray) -> Tensor:
         """uint8 (B, T, H, W, 3) -> normalised latents (B, C, T', h, w) (the posterior mean)."""
-        return self.ae.encode_latents(_video(clips, next(self.ae.parameters()).device))
+        return self.ae.encode_latents(clips_to_tensor(clips, next(self.ae.parameters()).device))
 
     def __call__(self, dit: nn.Module, x: Tensor, cfg: TrainConfig, gen: torch.Generator, py: random.Random,
                  texts: list[str]) -> tuple[Tensor, dict[str, float]]:
@@ -445,7 +440,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
             log.info("stopping at step %d after %.1f minutes: resume with --resume", step, max_minutes)
             break
         clips, texts = next(batches)
-        video = clips.to(dev) if torch.is_tensor(clips) and clips.is_floating_point() else _video(clips, dev)
+        video = clips.to(dev) if torch.is_tensor(clips) and clips.is_floating_point() else clips_to_tensor(clips, dev)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
         py = random.Random(f"{cfg.seed}:{step}:{rank}")
         for group in opt.param_groups:
@@ -517,7 +512,7 @@ def set_latent_normalisation(ae: VideoAutoencoder, cfg: TrainConfig, dev: torch.
     spec = BatchSpec(cfg.batch_size, cfg.sizes, max(cfg.frames, 17), cfg.fps)
     data = ClipBatches(_source(cfg, base, cfg.data_seed + 1),
                        spec, cfg.data_seed + 1)
-    zs = [ae.eval().to(dev).encode_latents(_video(data.batch(b)[0], dev)).flatten() for b in range(batches)]
+    zs = [ae.eval().to(dev).encode_latents(clips_to_tensor(data.batch(b)[0], dev)).flatten() for b in range(batches)]
     z = torch.cat(zs)
     ae.config.shift_factor, ae.config.scaling_factor = float(z.mean()), float(1.0 / z.std().clamp(min=1e-6))
 
@@ -558,7 +553,7 @@ class _Writer:
             if source is None:
                 return
             clip, _ = source.item(0, 128, 128, 17, cfg.fps)
-            video = _video(clip[None], dev)
+            video = clips_to_tensor(clip[None], dev)
             recon = ema.eval().decode(ema.encode(video).mean, frames=video.shape[2]).clamp(-1, 1)
             rows = [clip, ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().cpu().numpy()]
             frame_strip(rows, folder / f"step-{step:06d}.png", labels=["input", "reconstruction"])
