@@ -93,6 +93,8 @@ class TrainConfig:
     init: str = ""  # start from these weights (a component .safetensors or a bundle folder) instead of random
     seed: int = 0
     kl_weight: float = 1e-6  # autoencoder
+    train_part: str = "all"  # autoencoder: "all", or "decoder" (the encoder frozen: its latents, and so a DiT
+    # trained on them, stay valid while the decoder learns more, e.g. longer clips; needs `init`)
     recon_loss: str = "l1"  # autoencoder: "l1", "mse" or "l1+mse". L1 pushes every pixel equally, so the
     # irreducible noise of a large flat background outweighs a small object's large error; MSE weighs
     # errors by size and brought the small shapes in much sooner (docs/training.md)
@@ -115,6 +117,10 @@ class TrainConfig:
             raise TrainError("steps, batch_size, frames and lr must be positive")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TrainError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.train_part not in ("all", "decoder") or (self.train_part == "decoder" and self.kind != "autoencoder"):
+            raise TrainError(f"train_part must be 'all', or 'decoder' for an autoencoder run, not {self.train_part!r}")
+        if self.train_part == "decoder" and not self.init:
+            raise TrainError("train_part 'decoder' keeps a trained encoder: set 'init' to the autoencoder to continue")
         if self.kind == "dit" and not self.autoencoder:
             raise TrainError("a DiT run needs 'autoencoder': the trained autoencoder.safetensors")
 
@@ -132,18 +138,27 @@ class TrainConfig:
 
 # Named recipes. The Shapes default is staged to fit 90-minute sessions on 2 CPU cores: each stage is
 # the same run resumed with a larger --steps (see weights/generator-tiny/README.md for what was run).
+_SHAPES_AE: dict[str, Any] = {  # the shapes-ae recipe: a 4x8x8 causal VAE, 8 latent channels, trained on
+    # 32x32 crops of 5-frame clips: on a CPU many cheap steps beat few large ones (a 64x64x9 step costs 7x as
+    # much), keeping the busiest of 4 crops. With L1 at lr 5e-4 / 1e-3 the loss oscillated and the decoder fell
+    # back to one flat frame; L1 at 1e-4 learned backgrounds but no shapes in 2,860 steps; MSE at 2e-4 (stage 3)
+    # learns shapes. Shortcuts (DC-AE's space/time-to-channel residuals): 22 dB instead of 20 after 150 steps on
+    # a fixed batch, and the first model whose later frames move (docs/training.md)
+    "kind": "autoencoder",
+    "model": {"base_channels": 16, "shortcuts": True}, "sizes": [[128, 128], [176, 96], [96, 176]],
+    "frames": 5, "crop": 32, "crop_tries": 4, "steps": 5000, "batch_size": 16, "lr": 2e-4, "warmup": 100,
+    "recon_loss": "mse",
+    "ema_decay": 0.998, "checkpoint_every": 200, "sample_every": 1000, "log_every": 20,
+}
+
 CONFIGS: dict[str, dict[str, Any]] = {
-    "shapes-ae": {  # 4x8x8 causal VAE, 8 latent channels, trained on 32x32 crops of 5-frame clips: on a
-        # CPU many cheap steps beat few large ones (a 64x64x9 step costs 7x as much), keeping the busiest of
-        # 4 crops. With L1 at lr 5e-4 / 1e-3 the loss oscillated and the decoder fell back to one flat frame;
-        # L1 at 1e-4 learned backgrounds but no shapes in 2,860 steps; MSE at 2e-4 (stage 3) learns shapes.
-        # Shortcuts (DC-AE's space/time-to-channel residuals): 22 dB instead of 20 after 150 steps on a
-        # fixed batch, and the first model whose later frames move (docs/training.md)
-        "kind": "autoencoder",
-        "model": {"base_channels": 16, "shortcuts": True}, "sizes": [[128, 128], [176, 96], [96, 176]],
-        "frames": 5, "crop": 32, "crop_tries": 4, "steps": 5000, "batch_size": 16, "lr": 2e-4, "warmup": 100,
-        "recon_loss": "mse",
-        "ema_decay": 0.998, "checkpoint_every": 200, "sample_every": 1000, "log_every": 20,
+    "shapes-ae": _SHAPES_AE,
+    "shapes-ae-decoder": {  # stage 2 of shapes-ae (--set init=...): its decoder on 17-frame clips, encoder
+        # frozen. Trained on 5 frames (2 latent frames), the decoder never saw a latent frame with history
+        # and drew frames 5-16 at 23 dB against 29 for frames 0-4; the frozen encoder keeps the latents,
+        # so a DiT trained on them stays valid (docs/training.md)
+        **{k: v for k, v in _SHAPES_AE.items() if k not in ("steps", "lr", "warmup")},
+        "frames": 17, "train_part": "decoder", "steps": 1500, "lr": 1e-4, "warmup": 50,
     },
     "shapes-dit-tiny": {  # the tiny DiT on 128x128 and the same area at 16:9 and 9:16, 17 frames (2 s at 8 fps)
         "kind": "dit", "model": {"preset": "tiny"}, "sizes": [[128, 128], [176, 96], [96, 176]],
@@ -382,7 +397,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     if resume:
         meta, tensors = _read_state(state_path)
         saved = TrainConfig.from_dict(json.loads(meta["config"]))
-        if (saved.kind, saved.model, saved.batch_size, saved.seed) != (cfg.kind, cfg.model, cfg.batch_size, cfg.seed):
+        if (saved.kind, saved.model, saved.batch_size, saved.seed, saved.train_part) != \
+                (cfg.kind, cfg.model, cfg.batch_size, cfg.seed, cfg.train_part):
             raise TrainError(f"{state_path} was written by a different run ({saved.kind}, {saved.model}); "
                              "only steps, intervals and workers may change on resume")
     torch.manual_seed(cfg.seed)  # initial weights
@@ -390,10 +406,14 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     if cfg.init and not resume:
         _init_from(model, Path(cfg.init) if Path(cfg.init).is_absolute() or base is None else base / cfg.init,
                    cfg.kind)
+    if cfg.train_part == "decoder":
+        model.encoder.requires_grad_(False)
     model.to(dev)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99),
@@ -494,7 +514,8 @@ def export(out: Path, cfg: TrainConfig, ema: nn.Module, ae: VideoAutoencoder | N
     """Write the finished (EMA) model: a normalised autoencoder, or a generator bundle."""
     if cfg.kind == "autoencoder":
         assert isinstance(ema, VideoAutoencoder)
-        set_latent_normalisation(ema, cfg, dev, base)
+        if cfg.train_part == "all":  # a frozen encoder keeps the normalisation its DiT was trained with
+            set_latent_normalisation(ema, cfg, dev, base)
         return save_component(out / "autoencoder.safetensors", ema)
     assert ae is not None
     defaults = {**DEFAULTS, "fps": cfg.fps, "seconds": (cfg.frames - 1) / cfg.fps}

@@ -236,3 +236,27 @@ def test_a_new_stage_starts_from_exported_weights(tmp_path: Path, smoke_autoenco
         _init_from(wrong, smoke_autoencoder, "autoencoder")
     train(cfg, tmp_path / "stage2", progress=False)  # and a run with init trains from there
     assert (tmp_path / "stage2" / "autoencoder.safetensors").is_file()
+
+
+def test_decoder_only_training_keeps_the_encoder_and_its_latent_normalisation(tmp_path: Path,
+                                                                              smoke_autoencoder: Path,
+                                                                              one_torch_thread: None) -> None:
+    from generator.checkpoint import load_component
+
+    with pytest.raises(TrainError, match="set 'init'"):
+        load_config("smoke-ae", {"train_part": "decoder"})
+    with pytest.raises(TrainError, match="train_part"):
+        load_config("smoke-dit", {"train_part": "decoder", "autoencoder": str(smoke_autoencoder)})
+    cfg, _ = load_config("smoke-ae", {"init": str(smoke_autoencoder), "train_part": "decoder", "steps": 3,
+                                      "frames": 9, "lr": 1e-2, "sample_every": 100})
+    before = load_component(smoke_autoencoder, "autoencoder")
+    after = load_component(train(cfg, tmp_path / "decoder", progress=False), "autoencoder")
+    old, new = before.state_dict(), after.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("encoder."))
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    assert (after.config.shift_factor, after.config.scaling_factor) == \
+        (before.config.shift_factor, before.config.scaling_factor)
+    # A run that trains everything moves the encoder too (the comparison above can fail).
+    both, _ = load_config("smoke-ae", {**cfg.to_dict(), "train_part": "all"})
+    moved = load_component(train(both, tmp_path / "all", progress=False), "autoencoder").state_dict()
+    assert not all(torch.equal(old[k], moved[k]) for k in old if k.startswith("encoder."))
