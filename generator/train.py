@@ -11,8 +11,11 @@ the step. So a run stopped at any checkpoint and resumed with `--resume` continu
 batches and the same draws, and ends with the same weights as one that never stopped (on the same
 machine, thread count and kernels).
 
-Multi-GPU: started under `torchrun`, each rank trains on its own slice of every batch with
-DistributedDataParallel and rank 0 alone writes. (FSDP for L/XL is not wired yet.)
+Multi-GPU: started under `torchrun`, each rank trains on its own slice of every batch and rank 0
+alone writes. `parallel` picks how the model is spread: DistributedDataParallel (a full copy on every
+rank) or FSDP2's `fully_shard` per DiT block (parameters, gradients, AdamW moments and EMA weights
+sharded across ranks; the default for the L and XL presets). The state file is the same either way:
+full tensors, gathered for writing, so a run can resume with the other strategy or another rank count.
 
 Outputs in `out`: `train-state.safetensors` (the resumable state, written atomically), `log.jsonl`
 (one line per logged step), `loss.png`, `samples/` (reconstructions or generated clips), and the
@@ -89,6 +92,7 @@ class TrainConfig:
     sample_every: int = 500
     log_every: int = 10
     workers: int = 0  # DataLoader processes rendering or decoding batches
+    parallel: str = "auto"  # under torchrun: "ddp", "fsdp", or "auto" (fsdp for the L and XL DiT presets)
     latent_cache: int = 0  # dit: code this many batches once into out/latents and train on them (0: code each step)
     init: str = ""  # start from these weights (a component .safetensors or a bundle folder) instead of random
     seed: int = 0
@@ -115,6 +119,8 @@ class TrainConfig:
             raise TrainError(f"recon_loss must be l1, mse or l1+mse, not {self.recon_loss!r}")
         if self.steps < 1 or self.batch_size < 1 or self.frames < 1 or self.lr <= 0:
             raise TrainError("steps, batch_size, frames and lr must be positive")
+        if self.parallel not in ("auto", "ddp", "fsdp"):
+            raise TrainError(f"parallel must be auto, ddp or fsdp, got {self.parallel!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TrainError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.train_part not in ("all", "decoder") or (self.train_part == "decoder" and self.kind != "autoencoder"):
@@ -256,11 +262,61 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def _sharded(cfg: TrainConfig, world: int) -> bool:
+    """Whether this run shards its model with FSDP (only under torchrun with more than one rank)."""
+    if world == 1:
+        return False
+    if cfg.parallel == "auto":
+        return cfg.kind == "dit" and cfg.model.get("preset") in ("L", "XL")
+    return cfg.parallel == "fsdp"
+
+
+def _shard(model: nn.Module) -> None:
+    """FSDP2: each DiT block is one all-gather unit, the rest (embeddings, final layer) the root's."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in getattr(model, "blocks", []):
+        fully_shard(block)
+    fully_shard(model)
+
+
+def _full_options():  # -> StateDictOptions
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def _param_index(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, int]:
+    """Parameter name -> its index in `opt.state_dict()` (the order of the parameter groups)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
+
+
+def _full_model(module: nn.Module, sharded: bool) -> dict[str, Tensor]:
+    """The module's full state dict; under FSDP a collective (every rank calls it, rank 0 gets it)."""
+    if not sharded:
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(module, options=_full_options())
+
+
 def _save_state(path: Path, step: int, cfg: TrainConfig, model: nn.Module, ema: nn.Module,
-                opt: torch.optim.Optimizer, extra: dict) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    for i, state in opt.state_dict()["state"].items():
+                opt: torch.optim.Optimizer, extra: dict, rank: int = 0, sharded: bool = False) -> None:
+    """Write the full training state (rank 0); every rank calls it when the model is sharded."""
+    tensors = {f"model.{k}": v for k, v in _full_model(model, sharded).items()}
+    tensors |= {f"ema.{k}": v for k, v in _full_model(ema, sharded).items()}
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        index = _param_index(model, opt)
+        opt_state = {index[name]: v for name, v in get_optimizer_state_dict(model, opt, options=_full_options())
+                     .get("state", {}).items()}
+    else:
+        opt_state = opt.state_dict()["state"]
+    if rank != 0:
+        return
+    for i, state in opt_state.items():
         tensors |= {f"opt.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in state.items()}
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     meta = {"format": STATE_FORMAT, "step": str(step), "config": json.dumps(cfg.to_dict()),
@@ -290,17 +346,46 @@ def saved_config(out: str | os.PathLike[str]) -> dict:
     return json.loads(meta["config"])
 
 
-def _load_state(tensors: dict[str, Tensor], model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer) -> None:
+def _load_state(tensors: dict[str, Tensor], model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+                sharded: bool = False) -> None:
     def part(prefix: str) -> dict[str, Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    model.load_state_dict(part("model."))
-    ema.load_state_dict(part("ema."))
     state: dict[int, dict[str, Tensor]] = {}
     for key, value in part("opt.").items():
         i, name = key.split(".", 1)
         state.setdefault(int(i), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+    if not sharded:
+        model.load_state_dict(part("model."))
+        ema.load_state_dict(part("ema."))
+        opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    full = StateDictOptions(full_state_dict=True)  # every rank read the file: each keeps its own shards
+    set_model_state_dict(model, part("model."), options=full)
+    set_model_state_dict(ema, part("ema."), options=full)
+    groups = get_optimizer_state_dict(model, opt, options=full)["param_groups"]
+    by_name = {name: state[i] for name, i in _param_index(model, opt).items() if i in state}
+    set_optimizer_state_dict(model, opt, {"state": by_name, "param_groups": groups}, options=full)
+
+
+def _unsharded(ema: nn.Module, sharded: bool, rank: int, dev: torch.device) -> nn.Module | None:
+    """The EMA model whole, for samples and the export: itself, or under FSDP a fresh copy on rank 0
+    (a collective: every rank calls it; the others get None)."""
+    if not sharded:
+        return ema
+    weights = _full_model(ema, sharded)
+    if rank != 0:
+        return None
+    whole = (VideoDiT if isinstance(ema, VideoDiT) else VideoAutoencoder)(ema.config)
+    whole.load_state_dict(weights)
+    return whole.to(dev).eval()
 
 
 # --------------------------------------------------------------------------- the loop
@@ -410,6 +495,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
         model.encoder.requires_grad_(False)
     model.to(dev)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
+    sharded = _sharded(cfg, world)
+    if sharded:
+        _shard(model)
+        _shard(ema)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -420,15 +509,16 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
                             fused=dev.type == "cuda")
     step = 0
     if resume:
-        _load_state(tensors, model, ema, opt)
+        _load_state(tensors, model, ema, opt, sharded)
         step = int(meta["step"])
         log.info("resumed %s at step %d", state_path, step)
     if export_now:
         if not resume:
             raise TrainError("--export needs --resume: it exports the run's last checkpoint")
-        return export(out, cfg, ema, ae, dev, base) if rank == 0 else out
+        whole = _unsharded(ema, sharded, rank, dev)
+        return export(out, cfg, whole, ae, dev, base) if whole is not None else out
     net = model
-    if world > 1:
+    if world > 1 and not sharded:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if dev.type == "cuda" else None)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
     source = _source(cfg, base, cfg.data_seed)
@@ -455,8 +545,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
     while step < end:
         if step % cfg.log_every == 0 and _past(deadline, world, dev):  # an all_reduce under DDP: not every step
             end = step  # checkpointed below on the last step, or here when nothing ran since
-            if rank == 0 and step % cfg.checkpoint_every:
-                _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world})
+            if step % cfg.checkpoint_every:
+                _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world}, rank, sharded)
             log.info("stopping at step %d after %.1f minutes: resume with --resume", step, max_minutes)
             break
         clips, texts = next(batches)
@@ -471,7 +561,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
             raise TrainError(f"loss is {loss.item()} at step {step}: lower the learning rate or check the data")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # a DTensor under FSDP
         opt.step()
         step += 1
         with torch.no_grad():  # EMA, with a short warm-up so early samples are not the random init
@@ -493,17 +584,19 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{rate:.1f}")
         if step % cfg.checkpoint_every == 0 or step == end:
+            _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world}, rank, sharded)
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            whole = _unsharded(ema, sharded, rank, dev)
             if rank == 0:
-                _save_state(state_path, step, cfg, model, ema, opt, {"world_size": world})
-        if rank == 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
-            writer.samples(step, ema, ae, cfg, dev)
+                writer.samples(step, whole, ae, cfg, dev)
     if bar is not None:
         bar.close()
     result = out
+    whole = _unsharded(ema, sharded, rank, dev) if step >= cfg.steps else None
     if rank == 0:
         writer.plot()
-        if step >= cfg.steps:
-            result = export(out, cfg, ema, ae, dev, base)
+        if whole is not None:
+            result = export(out, cfg, whole, ae, dev, base)
     if world > 1:
         torch.distributed.barrier()
     return result

@@ -220,6 +220,75 @@ def test_distributed_data_parallel_with_torchrun(tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == [1, 2]  # one writer
 
 
+_FSDP_RUN = """
+import sys
+import generator.train as T
+
+def spy(model):  # report how much of the model this rank holds after sharding
+    T_shard(model)
+    local = sum(p.to_local().numel() for p in model.parameters())
+    print(f"rank holds {local} of {sum(p.numel() for p in model.parameters())}", flush=True)
+
+T_shard, T._shard = T._shard, spy
+out, stop, resume, parallel, ae = sys.argv[1:]
+cfg, _ = T.load_config("smoke-dit", {"parallel": parallel, "latent_cache": 0, "steps": 4, "checkpoint_every": 2,
+                                     "sample_every": 4, "autoencoder": ae})
+T.train(cfg, out, progress=False, stop_after=int(stop) or None, resume=resume == "1")
+"""
+
+
+@pytest.mark.slow
+def test_fsdp_shards_the_dit_and_resumes_exactly(tmp_path: Path, smoke_autoencoder: Path) -> None:
+    """Two CPU processes shard the DiT with FSDP2; a split run ends with the weights of a straight one,
+    and the state file is the same full-tensor format (resumable without FSDP)."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this interpreter")
+    script = tmp_path / "run.py"
+    script.write_text(_FSDP_RUN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+    def run(out: str, stop: int = 0, resume: bool = False, parallel: str = "fsdp", ranks: int = 2) -> str:
+        r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", str(ranks), str(script), str(tmp_path / out),
+                            str(stop), "1" if resume else "0", parallel, str(smoke_autoencoder)],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+
+    held = [line.split() for line in run("straight").splitlines() if line.startswith("rank holds")]
+    assert len(held) == 4  # model and EMA on each of the two ranks
+    assert all(0 < int(h[2]) < int(h[4]) for h in held)  # each rank holds part of the parameters
+    assert (tmp_path / "straight" / "dit.safetensors").is_file() and (tmp_path / "straight" / "samples").is_dir()
+    run("split", stop=2)
+    run("split", resume=True)
+    a, b = _tensors(tmp_path / "straight" / STATE_FILE), _tensors(tmp_path / "split" / STATE_FILE)
+    assert a.keys() == b.keys() and any(k.startswith("opt.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The same format as a one-process run's, and one process (no FSDP) continues a sharded run.
+    cfg, _ = load_config("smoke-dit", {"latent_cache": 0, "steps": 4, "checkpoint_every": 2, "sample_every": 100,
+                                       "autoencoder": str(smoke_autoencoder), "parallel": "fsdp"})
+    train(cfg, tmp_path / "single", progress=False)
+    assert _tensors(tmp_path / "single" / STATE_FILE).keys() == a.keys()
+    run("half", stop=2)
+    train(cfg, tmp_path / "half", progress=False, resume=True)
+    c = _tensors(tmp_path / "half" / STATE_FILE)
+    assert c.keys() == a.keys() and all(torch.isfinite(v.float()).all() for v in c.values())
+    assert (tmp_path / "half" / "dit.safetensors").is_file()
+
+
+def test_fsdp_is_the_default_for_large_presets_under_torchrun() -> None:
+    from generator.train import _sharded
+
+    large, _ = load_config("shapes-dit-tiny", {"model": {"preset": "XL"}})
+    small, _ = load_config("shapes-dit-tiny")
+    assert _sharded(large, 8) and not _sharded(large, 1) and not _sharded(small, 8)
+    assert _sharded(load_config("shapes-dit-tiny", {"parallel": "fsdp"})[0], 2)
+    assert not _sharded(load_config("shapes-dit-tiny", {"model": {"preset": "L"}, "parallel": "ddp"})[0], 8)
+    with pytest.raises(TrainError, match="parallel"):
+        load_config("shapes-dit-tiny", {"parallel": "zero3"})
+
+
 def test_a_new_stage_starts_from_exported_weights(tmp_path: Path, smoke_autoencoder: Path) -> None:
     from generator.checkpoint import load_component
     from generator.train import _build, _init_from
