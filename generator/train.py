@@ -516,7 +516,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
         if not resume:
             raise TrainError("--export needs --resume: it exports the run's last checkpoint")
         whole = _unsharded(ema, sharded, rank, dev)
-        return export(out, cfg, whole, ae, dev, base) if whole is not None else out
+        return export(out, cfg, whole, ae, dev, base) if rank == 0 else out
     net = model
     if world > 1 and not sharded:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if dev.type == "cuda" else None)
