@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Does a generator bundle memorise its training clips? Velocity loss on clips it trained on vs fresh ones.
+"""Does a generator bundle memorise its training clips, and which words of a caption does it use?
 
     .venv/bin/python bench/generator_fit.py                          # the shipped weights/generator-tiny
     .venv/bin/python bench/generator_fit.py --bundle runs/dit9 --bundle weights/generator-tiny
@@ -8,8 +8,13 @@ The DiT trains on `latent_cache` batches of Shapes-world clips coded once (data 
 seen many times each. This scores batches 0..N-1 (in every cache) and batches 5000.. (never drawn) with the
 rectified-flow training loss under fixed noise draws, no dropped captions and no given frames, so the
 two numbers differ only by the clips. A large gap says the model memorised its clips and more data would
-help; a small one that it is limited elsewhere (capacity, the latent). Writes
-docs/benchmarks/generator-fit.md (one row per bundle; rows of other bundles are kept).
+help; a small one that it is limited elsewhere (capacity, the latent).
+
+The second table asks the same loss which facts of a caption the model uses: fresh one-object clips
+moving left, right, up or down, scored with their true caption and with one fact changed (the direction
+reversed, another colour, "standing still", no caption). A fact the model uses costs loss when it is
+wrong; one it ignores costs nothing. Writes docs/benchmarks/generator-fit.md (one row per bundle in each
+table; rows of other bundles are kept).
 """
 
 from __future__ import annotations
@@ -30,12 +35,16 @@ sys.path.insert(0, str(ROOT))
 
 from generator.checkpoint import load_component, read_bundle  # noqa: E402
 from generator.data.batches import BatchSpec, ClipBatches, ShapesSource  # noqa: E402
+from generator.data.shapes import make_scene, render_clip  # noqa: E402
 from generator.flow import FlowConfig, RectifiedFlow  # noqa: E402
 from generator.generate import clips_to_tensor  # noqa: E402
 from generator.text import load_text_encoder  # noqa: E402
 
 FRESH_START = 5000  # far past any latent cache (the largest recipe codes 240 batches)
 OUT = ROOT / "docs" / "benchmarks" / "generator-fit.md"
+REVERSED = {"left": "right", "right": "left", "up": "down", "down": "up"}
+COLOURS = ("red", "green", "blue", "yellow", "white", "orange", "purple", "cyan")
+CAPTION_SEED = 7001  # fresh scenes: training draws scenes from the data seed's stream, never this one
 
 
 @torch.no_grad()
@@ -64,38 +73,93 @@ def fit(bundle_dir: Path, batches: int, draws: int) -> dict[str, float]:
                            else "streamed (every batch once)")}
 
 
+@torch.no_grad()
+def caption_use(bundle_dir: Path, clips: int, draws: int) -> dict[str, tuple[float, float]]:
+    """Loss with one fact of the caption changed minus the loss with the true caption: (mean, standard error)."""
+    bundle = read_bundle(bundle_dir)
+    ae = load_component(bundle_dir / bundle["autoencoder"], "autoencoder")
+    dit = load_component(bundle_dir / bundle["dit"], "dit")
+    text = load_text_encoder(bundle["text_encoder"], "cpu")
+    flow = RectifiedFlow(FlowConfig.from_dict(bundle.get("flow") or {}))
+    deltas: dict[str, list[float]] = {"direction reversed": [], "another colour": [], "standing still": [],
+                                      "no caption": []}
+    for i in range(clips):
+        motion, colour = ("left", "right", "up", "down")[i % 4], COLOURS[i % len(COLOURS)]
+        other = COLOURS[(i + 3) % len(COLOURS)]
+        scene = make_scene(np.random.default_rng([CAPTION_SEED, i]), "black", [(colour, "circle", motion)])
+        z = ae.encode_latents(clips_to_tensor(render_clip(scene, 128, 128, 17, 8.0)[None]))
+
+        def loss(caption: str, z: torch.Tensor = z, i: int = i) -> float:
+            emb = text.encode([caption])
+            return float(np.mean([flow.training_loss(dit, z, emb, generator=torch.Generator().manual_seed(100 * i + r))
+                                  .item() for r in range(draws)]))
+
+        true = loss(f"a {colour} circle moving {motion} on a black background")
+        changed = {"direction reversed": f"a {colour} circle moving {REVERSED[motion]} on a black background",
+                   "another colour": f"a {other} circle moving {motion} on a black background",
+                   "standing still": f"a {colour} circle standing still on a black background", "no caption": ""}
+        for name, caption in changed.items():
+            deltas[name].append(loss(caption) - true)
+    return {k: (float(np.mean(v)), float(np.std(v) / np.sqrt(len(v)))) for k, v in deltas.items()}
+
+
+def _table_rows(text: str, heading: str) -> dict[str, str]:
+    """Rows of the table under `heading` in an earlier report, by bundle."""
+    rows, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            inside = line == heading
+        elif inside and line.startswith("| `"):
+            rows[line.split("|")[1].strip()] = line
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, action="append", help="generator bundle folder (repeatable)")
     ap.add_argument("--batches", type=int, default=8, help="batches of 8 clips on each side")
-    ap.add_argument("--draws", type=int, default=4, help="fixed noise draws per batch")
+    ap.add_argument("--draws", type=int, default=4, help="fixed noise draws per batch or clip")
+    ap.add_argument("--caption-clips", type=int, default=24, help="one-object clips of the caption table")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bundles = args.bundle or [ROOT / "weights" / "generator-tiny"]
-    header = ["# Generator fit: trained-on clips vs fresh clips", "",
-              "Velocity loss (rectified flow, fixed noise draws, full captions, no given frames) of each bundle on "
-              "Shapes-world batches its DiT trained on and on batches it never drew (`bench/generator_fit.py`). "
-              "The gap is memorisation; the fresh loss is what generalises.", "",
-              "| bundle | clips trained on | loss, trained-on batches | loss, fresh batches | gap | date | command | "
-              "machine |", "|---|---:|---:|---:|---:|---|---|---|"]
-    rows = {}
-    if OUT.is_file():  # keep other bundles' rows
-        for line in OUT.read_text().splitlines():
-            if line.startswith("| `"):
-                rows[line.split("|")[1].strip()] = line
+    fit_heading, caption_heading = "## Trained-on clips vs fresh clips", "## Which facts of a caption the model uses"
+    previous = OUT.read_text() if OUT.is_file() else ""
+    fit_rows, caption_rows = _table_rows(previous, fit_heading), _table_rows(previous, caption_heading)
     for bundle in bundles:
+        where = bundle.resolve().relative_to(ROOT) if bundle.resolve().is_relative_to(ROOT) else bundle
+        name = f"`{where}`"
+        machine = f"{platform.machine()}, {args.threads} CPU threads"
         began = time.perf_counter()
         m = fit(bundle, args.batches, args.draws)
-        name = f"`{bundle.resolve().relative_to(ROOT) if bundle.resolve().is_relative_to(ROOT) else bundle}`"
-        command = f"`bench/generator_fit.py --bundle {bundle} --batches {args.batches} --draws {args.draws}`"
-        rows[name] = (f"| {name} | {m['trained_on']} | {m['seen']:.4f} ± {m['seen_sem']:.4f} | "
-                      f"{m['fresh']:.4f} ± {m['fresh_sem']:.4f} | {m['fresh'] - m['seen']:+.4f} | "
-                      f"{dt.date.today().isoformat()} | {command} ({(time.perf_counter() - began) / 60:.1f} min) | "
-                      f"{platform.machine()}, {args.threads} CPU threads |")
-        print(json.dumps({"bundle": str(bundle), **m}), flush=True)
-    OUT.write_text("\n".join([*header, *rows.values()]) + "\n\n± is the standard error over batches (each the mean "
-                   f"of {args.draws} draws); the same batches and draws for every bundle.\n")
+        command = f"`bench/generator_fit.py --bundle {where} --batches {args.batches} --draws {args.draws}`"
+        fit_rows[name] = (f"| {name} | {m['trained_on']} | {m['seen']:.4f} ± {m['seen_sem']:.4f} | "
+                          f"{m['fresh']:.4f} ± {m['fresh_sem']:.4f} | {m['fresh'] - m['seen']:+.4f} | "
+                          f"{dt.date.today().isoformat()} | {command} ({(time.perf_counter() - began) / 60:.1f} min) | "
+                          f"{machine} |")
+        began = time.perf_counter()
+        c = caption_use(bundle, args.caption_clips, args.draws)
+        cells = " | ".join(f"{mean:+.4f} ± {sem:.4f}" for mean, sem in c.values())
+        caption_rows[name] = (f"| {name} | {args.caption_clips} | {cells} | {dt.date.today().isoformat()} | "
+                              f"`bench/generator_fit.py --bundle {where} --caption-clips {args.caption_clips} "
+                              f"--draws {args.draws}` ({(time.perf_counter() - began) / 60:.1f} min) | {machine} |")
+        print(json.dumps({"bundle": str(bundle), **m, "captions": c}), flush=True)
+    lines = ["# Generator fit: memorisation and caption use", "", fit_heading, "",
+             "Velocity loss (rectified flow, fixed noise draws, full captions, no given frames) of each bundle on "
+             "Shapes-world batches its DiT trained on and on batches it never drew. The gap is memorisation; the "
+             "fresh loss is what generalises.", "",
+             "| bundle | clips trained on | loss, trained-on batches | loss, fresh batches | gap | date | command | "
+             "machine |", "|---|---:|---:|---:|---:|---|---|---|", *fit_rows.values(), "",
+             f"± is the standard error over batches (each the mean of {args.draws} draws); the same batches and draws "
+             "for every bundle.", "", caption_heading, "",
+             "Fresh one-object clips (a circle moving left, right, up or down on black, scene seed "
+             f"{CAPTION_SEED}), each scored with its true caption and with one fact changed; each cell is the loss "
+             "with the changed caption minus the loss with the true one (± standard error over clips). A fact the "
+             "model uses costs loss when it is wrong; a fact it ignores costs about nothing.", "",
+             "| bundle | clips | direction reversed | another colour | \"standing still\" | no caption | date "
+             "| command | machine |", "|---|---:|---:|---:|---:|---:|---|---|---|", *caption_rows.values(), ""]
+    OUT.write_text("\n".join(lines))
     print(OUT.read_text())
 
 
