@@ -47,14 +47,17 @@ COLOURS = ("red", "green", "blue", "yellow", "white", "orange", "purple", "cyan"
 CAPTION_SEED = 7001  # fresh scenes: training draws scenes from the data seed's stream, never this one
 
 
+def _load(bundle_dir: Path):  # -> bundle dict, autoencoder, DiT, text encoder, flow
+    bundle = read_bundle(bundle_dir)
+    return (bundle, load_component(bundle_dir / bundle["autoencoder"], "autoencoder"),
+            load_component(bundle_dir / bundle["dit"], "dit"), load_text_encoder(bundle["text_encoder"], "cpu"),
+            RectifiedFlow(FlowConfig.from_dict(bundle.get("flow") or {})))
+
+
 @torch.no_grad()
 def fit(bundle_dir: Path, batches: int, draws: int) -> dict[str, float]:
-    bundle = read_bundle(bundle_dir)
+    bundle, ae, dit, text, flow = _load(bundle_dir)
     training = bundle.get("training", {}).get("config", {})
-    ae = load_component(bundle_dir / bundle["autoencoder"], "autoencoder")
-    dit = load_component(bundle_dir / bundle["dit"], "dit")
-    text = load_text_encoder(bundle["text_encoder"], "cpu")
-    flow = RectifiedFlow(FlowConfig.from_dict(bundle.get("flow") or {}))
     spec = BatchSpec(training.get("batch_size", 8), training.get("sizes", [[128, 128]]), training.get("frames", 17),
                      training.get("fps", 8.0))
     data = ClipBatches(ShapesSource(training.get("data_seed", 0)), spec, training.get("data_seed", 0))
@@ -76,11 +79,7 @@ def fit(bundle_dir: Path, batches: int, draws: int) -> dict[str, float]:
 @torch.no_grad()
 def caption_use(bundle_dir: Path, clips: int, draws: int) -> dict[str, tuple[float, float]]:
     """Loss with one fact of the caption changed minus the loss with the true caption: (mean, standard error)."""
-    bundle = read_bundle(bundle_dir)
-    ae = load_component(bundle_dir / bundle["autoencoder"], "autoencoder")
-    dit = load_component(bundle_dir / bundle["dit"], "dit")
-    text = load_text_encoder(bundle["text_encoder"], "cpu")
-    flow = RectifiedFlow(FlowConfig.from_dict(bundle.get("flow") or {}))
+    _, ae, dit, text, flow = _load(bundle_dir)
     deltas: dict[str, list[float]] = {"direction reversed": [], "another colour": [], "standing still": [],
                                       "no caption": []}
     for i in range(clips):
