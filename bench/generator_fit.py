@@ -33,12 +33,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from generator.autoencoder import VideoAutoencoder  # noqa: E402
 from generator.checkpoint import load_component, read_bundle  # noqa: E402
 from generator.data.batches import BatchSpec, ClipBatches, ShapesSource  # noqa: E402
 from generator.data.shapes import make_scene, render_clip  # noqa: E402
+from generator.dit import VideoDiT  # noqa: E402
 from generator.flow import FlowConfig, RectifiedFlow  # noqa: E402
 from generator.generate import clips_to_tensor  # noqa: E402
-from generator.text import load_text_encoder  # noqa: E402
+from generator.text import TextEncoder, load_text_encoder  # noqa: E402
 
 FRESH_START = 5000  # far past any latent cache (the largest recipe codes 240 batches)
 OUT = ROOT / "docs" / "benchmarks" / "generator-fit.md"
@@ -47,7 +49,7 @@ COLOURS = ("red", "green", "blue", "yellow", "white", "orange", "purple", "cyan"
 CAPTION_SEED = 7001  # fresh scenes: training draws scenes from the data seed's stream, never this one
 
 
-def _load(bundle_dir: Path):  # -> bundle dict, autoencoder, DiT, text encoder, flow
+def _load(bundle_dir: Path) -> tuple[dict, VideoAutoencoder, VideoDiT, TextEncoder, RectifiedFlow]:
     bundle = read_bundle(bundle_dir)
     return (bundle, load_component(bundle_dir / bundle["autoencoder"], "autoencoder"),
             load_component(bundle_dir / bundle["dit"], "dit"), load_text_encoder(bundle["text_encoder"], "cpu"),

@@ -304,6 +304,8 @@ def _full_model(module: nn.Module, sharded: bool) -> dict[str, Tensor]:
 def _save_state(path: Path, step: int, cfg: TrainConfig, model: nn.Module, ema: nn.Module,
                 opt: torch.optim.Optimizer, extra: dict, rank: int = 0, sharded: bool = False) -> None:
     """Write the full training state (rank 0); every rank calls it when the model is sharded."""
+    if rank != 0 and not sharded:  # nothing to gather: the other ranks have nothing to do
+        return
     tensors = {f"model.{k}": v for k, v in _full_model(model, sharded).items()}
     tensors |= {f"ema.{k}": v for k, v in _full_model(ema, sharded).items()}
     if sharded:
