@@ -93,6 +93,8 @@ class TrainConfig:
     log_every: int = 10
     workers: int = 0  # DataLoader processes rendering or decoding batches
     parallel: str = "auto"  # under torchrun: "ddp", "fsdp", or "auto" (fsdp for the L and XL DiT presets)
+    twins: bool = False  # shapes: every other clip is the mirror image of the one before, its caption naming
+    # the opposite directions (data.shapes.direction_twin): pairs that differ only in which way things move
     latent_cache: int = 0  # dit: code this many batches once into out/latents and train on them (0: code each step)
     init: str = ""  # start from these weights (a component .safetensors or a bundle folder) instead of random
     seed: int = 0
@@ -435,7 +437,7 @@ def _init_from(model: nn.Module, path: Path, kind: str) -> None:
 def _source(cfg: TrainConfig, base: Path | None, seed: int) -> ShapesSource | FolderSource:
     """The run's clips: the Shapes world, or its folder (relative to the config file's folder)."""
     if cfg.data == "shapes":
-        return ShapesSource(seed)
+        return ShapesSource(seed, twins=cfg.twins)
     return FolderSource(cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, seed)
 
 

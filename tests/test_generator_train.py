@@ -81,6 +81,26 @@ def test_batches_are_the_same_for_any_worker_count() -> None:
     assert sizes == {(32, 32), (16, 48)}  # (H, W): both buckets drawn
 
 
+def test_twins_put_each_scene_beside_its_mirror_image_in_one_batch() -> None:
+    plain, twins = ShapesSource(6), ShapesSource(6, twins=True)
+    spec = BatchSpec(batch_size=4, sizes=[[32, 32]], frames=3, fps=8)
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    paired = 0
+    for i in range(0, 24, 2):
+        assert twins.scene(i) == plain.scene(i)  # even items are the plain stream's
+        first, second = twins.scene(i), twins.scene(i + 1)
+        mirrored = [opposite.get(o.motion, o.motion) for o in first.objects] == [o.motion for o in second.objects]
+        if mirrored and (first.background, [o.colour for o in first.objects]) == \
+                (second.background, [o.colour for o in second.objects]):
+            paired += 1
+            assert first != second
+    assert paired >= 10  # all but a twin that would show a held-out fact
+    clips, texts = ClipBatches(twins, spec, seed=6).batch(1)
+    assert clips.shape[0] == 4 and texts[1] != texts[0]
+    # Training sees the twins only when asked to.
+    assert not load_config("smoke-dit")[0].twins and load_config("smoke-dit", {"twins": True})[0].twins
+
+
 def test_latent_cache_visits_every_batch_once_per_epoch_and_rephrases_captions(tmp_path: Path) -> None:
     spec = BatchSpec(batch_size=2, sizes=[[32, 32]], frames=3, fps=8)
     data = ClipBatches(ShapesSource(3), spec, seed=3)

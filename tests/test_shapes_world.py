@@ -22,6 +22,7 @@ from generator.data import (
     Scene,
     ShapesStream,
     analyse_clip,
+    direction_twin,
     make_scene,
     render_clip,
     sample_fact,
@@ -251,6 +252,46 @@ def test_analyser_is_not_vacuous(rendered):
     analysis = analyse_clip(clip)
     assert analysis.count == 0 and analysis.background == "gray"
     assert score(analysis, empty) == dict(background=True, count=False, colour=False, shape=False, motion=False)
+
+
+def test_mirrored_scene_renders_the_mirror_image_and_names_the_opposite_directions():
+    scene = make_scene(np.random.default_rng(4), "navy", [("red", "circle", "right"), ("yellow", "square", "up")],
+                       background_style="solid", pan=False)
+    scene = dataclasses.replace(scene, noise=0.0, flicker=0.0, light=0.0)
+    clip = render_clip(scene, 96, 64, 9, FPS).astype(int)
+    flipped = scene.mirrored(horizontal=True, vertical=True)
+    assert [o.motion for o in flipped.objects] == ["left", "down"]
+    # The reflected scene renders as the reflected clip, up to the rasteriser's fill rule on object edges
+    # (it is not mirror-symmetric at the 4x supersampling: a quarter pixel of coverage on some edge pixels).
+    def same_but_edges(a, b):
+        diff = np.abs(a.astype(int) - b)
+        return (diff > 2).mean() < 0.01 and diff.mean() < 0.3
+
+    assert same_but_edges(render_clip(flipped, 96, 64, 9, FPS), clip[:, ::-1, ::-1])
+    left_right = scene.mirrored(horizontal=True, vertical=False)
+    assert [o.motion for o in left_right.objects] == ["left", "up"]
+    assert same_but_edges(render_clip(left_right, 96, 64, 9, FPS), clip[:, :, ::-1])
+    assert not same_but_edges(render_clip(left_right, 96, 64, 9, FPS), clip)
+    assert scene.mirrored(True, True).mirrored(True, True).facts == scene.facts
+
+
+def test_direction_twins_reverse_what_the_analyser_measures(rendered):
+    items, _, _ = rendered
+    movers = [s for s in items if {o.motion for o in s.objects} & {"left", "right", "up", "down"}][:6]
+    assert len(movers) >= 4
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    for scene in movers:
+        twin = direction_twin(scene, allow_held_out=True)
+        assert twin is not None and twin.background == scene.background
+        for a, b in zip(scene.objects, twin.objects, strict=True):
+            assert (a.colour, a.shape) == (b.colour, b.shape)
+            assert b.motion == opposite.get(a.motion, a.motion)
+        # The caption's facts are what the twin's clip shows.
+        analysis = analyse_clip(render_clip(twin, 128, 128, 16, FPS))
+        assert score(analysis, twin)["motion"] and not score(analysis, scene)["motion"]
+    # A twin that would show a held-out fact is not made for training.
+    held = make_scene(np.random.default_rng(2), "black", [("green", "triangle", "right")])
+    assert direction_twin(held) is None and direction_twin(held, allow_held_out=True) is not None
 
 
 def test_temporal_stability_measures(rendered):

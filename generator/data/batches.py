@@ -8,7 +8,8 @@ the batches it would have seen, and each rank of a multi-GPU run takes its own s
 
 Sources give one clip at a time at a requested size and length:
 
-- `ShapesSource(seed)`: rendered on the fly (`generator.data.shapes`), held-out facts never drawn;
+- `ShapesSource(seed)`: rendered on the fly (`generator.data.shapes`), held-out facts never drawn,
+  optionally each scene beside its mirror-image direction twin;
 - `FolderSource(path)`: a user's own videos, captioned by a `.txt` file beside each video or by a
   `captions.csv` (`path,caption`) in the folder; each item is a random window of `frames` frames,
   resized to cover the size and centre-cropped.
@@ -29,7 +30,7 @@ import torch.utils.data
 
 from ..errors import GeneratorError
 from ..generate import fit_frame
-from .shapes import Scene, render_clip, sample_scene
+from .shapes import Scene, direction_twin, render_clip, sample_scene
 
 T = TypeVar("T")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -42,19 +43,34 @@ class ClipSource(Protocol):
 
 
 class ShapesSource:
-    """Shapes-world clips: item `index` is scene `default_rng([seed, index])` rendered at the size asked."""
+    """Shapes-world clips: item `index` is scene `default_rng([seed, index])` rendered at the size asked.
 
-    def __init__(self, seed: int, *, allow_held_out: bool = False) -> None:
-        self.seed, self.allow_held_out = int(seed), allow_held_out
+    With `twins`, every odd item is instead the `direction_twin` of the item before it (the mirror
+    image whose caption names the opposite directions), when that twin shows no held-out fact: a
+    batch of even size then holds each scene beside its twin.
+    """
+
+    def __init__(self, seed: int, *, allow_held_out: bool = False, twins: bool = False) -> None:
+        self.seed, self.allow_held_out, self.twins = int(seed), allow_held_out, twins
+
+    def _twin(self, index: int) -> Scene | None:
+        if not self.twins or index % 2 == 0:
+            return None
+        return direction_twin(self.scene(index - 1), allow_held_out=self.allow_held_out)
 
     def item(self, index: int, width: int, height: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
         rng = np.random.default_rng([self.seed, index])
-        scene = sample_scene(rng, allow_held_out=self.allow_held_out)
+        scene = self._twin(index)
+        if scene is None:
+            scene = sample_scene(rng, allow_held_out=self.allow_held_out)
         text = scene.caption(rng)
         return render_clip(scene, width, height, frames, fps), text
 
     def scene(self, index: int) -> Scene:
         """The scene of item `index` (its captions can be re-phrased with any rng)."""
+        twin = self._twin(index)
+        if twin is not None:
+            return twin
         return sample_scene(np.random.default_rng([self.seed, index]), allow_held_out=self.allow_held_out)
 
 

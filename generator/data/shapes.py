@@ -135,6 +135,21 @@ class Scene:
         """One of several phrasings of this scene's facts, chosen with `rng`."""
         return _caption(self, rng)
 
+    def mirrored(self, horizontal: bool, vertical: bool) -> Scene:
+        """This scene reflected left-right and/or top-bottom: positions, paths, camera pan and light
+        reflect, and the motion words follow (left <-> right, up <-> down); texture and noise are kept."""
+        sx, sy = (-1.0 if horizontal else 1.0), (-1.0 if vertical else 1.0)
+        swap = {**({"left": "right", "right": "left"} if horizontal else {}),
+                **({"up": "down", "down": "up"} if vertical else {})}
+        spin = -1.0 if horizontal != vertical else 1.0  # one reflection turns clockwise into anticlockwise
+        objects = tuple(dataclasses.replace(
+            obj, motion=swap.get(obj.motion, obj.motion),
+            x=1.0 - obj.x if horizontal else obj.x, y=1.0 - obj.y if vertical else obj.y,
+            dx=sx * obj.dx, dy=sy * obj.dy, angle=spin * obj.angle + (math.pi if vertical else 0.0),
+            spin=spin * obj.spin) for obj in self.objects)
+        light = math.atan2(sy * math.sin(self.light_angle), sx * math.cos(self.light_angle))
+        return dataclasses.replace(self, objects=objects, pan=(sx * self.pan[0], sy * self.pan[1]), light_angle=light)
+
     def to_dict(self) -> dict:
         """A JSON-ready description (format version 1) for shard sets and evaluation records."""
         return {"version": 1, **dataclasses.asdict(self)}
@@ -308,6 +323,23 @@ def sample_scene(rng: np.random.Generator, *, allow_held_out: bool = False) -> S
             return make_scene(rng, background, facts)
         except ValueError:  # rare: no room for this set of paths; draw another set
             continue
+
+
+def direction_twin(scene: Scene, *, allow_held_out: bool = False) -> Scene | None:
+    """The mirror image of `scene` whose caption differs from its own in every direction word.
+
+    Reflected left-right when an object moves left or right, top-bottom when one moves up or down
+    (both when both), left-right for a scene without such words. Trained beside the scene, the pair
+    differs in the direction words and the way things move and in nothing the caption names besides:
+    the contrast that teaches a model which way "left" is. None if the twin would show a held-out fact.
+    """
+    motions = {obj.motion for obj in scene.objects}
+    vertical = bool(motions & {"up", "down"})
+    horizontal = bool(motions & {"left", "right"}) or not vertical
+    twin = scene.mirrored(horizontal, vertical)
+    if not allow_held_out and set(twin.facts) & set(HELD_OUT):
+        return None
+    return twin
 
 
 # --------------------------------------------------------------------------------------------
