@@ -141,12 +141,12 @@ class Scene:
         sx, sy = (-1.0 if horizontal else 1.0), (-1.0 if vertical else 1.0)
         swap = {**({"left": "right", "right": "left"} if horizontal else {}),
                 **({"up": "down", "down": "up"} if vertical else {})}
-        spin = -1.0 if horizontal != vertical else 1.0  # one reflection turns clockwise into anticlockwise
+        turn = -1.0 if horizontal != vertical else 1.0  # one reflection turns clockwise into anticlockwise
         objects = tuple(dataclasses.replace(
             obj, motion=swap.get(obj.motion, obj.motion),
             x=1.0 - obj.x if horizontal else obj.x, y=1.0 - obj.y if vertical else obj.y,
-            dx=sx * obj.dx, dy=sy * obj.dy, angle=spin * obj.angle + (math.pi if vertical else 0.0),
-            spin=spin * obj.spin) for obj in self.objects)
+            dx=sx * obj.dx, dy=sy * obj.dy, angle=turn * obj.angle + (math.pi if vertical else 0.0),
+            spin=turn * obj.spin) for obj in self.objects)
         light = math.atan2(sy * math.sin(self.light_angle), sx * math.cos(self.light_angle))
         return dataclasses.replace(self, objects=objects, pan=(sx * self.pan[0], sy * self.pan[1]), light_angle=light)
 
