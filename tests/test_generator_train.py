@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from generator.data import COLOURS
+from generator.data import COLOURS, HELD_OUT
 from generator.data.batches import BatchSpec, ClipBatches, DataError, FolderSource, LatentCache, ShapesSource
 from generator.train import STATE_FILE, TrainError, load_config, train
 from media.synthetic import make_test_clip
@@ -99,6 +99,28 @@ def test_twins_put_each_scene_beside_its_mirror_image_in_one_batch() -> None:
     assert clips.shape[0] == 4 and texts[1] != texts[0]
     # Training sees the twins only when asked to.
     assert not load_config("smoke-dit")[0].twins and load_config("smoke-dit", {"twins": True})[0].twins
+
+
+def test_movers_share_sets_how_many_scenes_move_by_direction_and_leaves_the_plain_stream_alone() -> None:
+    def directional(scene) -> bool:
+        return all(o.motion in ("left", "right", "up", "down") for o in scene.objects)
+
+    plain, none, heavy, all_ = (ShapesSource(4), ShapesSource(4, movers=0.0), ShapesSource(4, movers=0.5),
+                                ShapesSource(4, movers=1.0))
+    scenes = range(200)
+    assert all(none.scene(i) == plain.scene(i) for i in scenes)
+    assert all(directional(all_.scene(i)) and set(all_.scene(i).facts).isdisjoint(HELD_OUT) for i in scenes)
+    shares = [sum(directional(src.scene(i)) for i in scenes) / 200 for src in (plain, heavy)]
+    assert shares[0] < 0.3 and 0.5 < shares[1] < 0.75  # 0.5 forced plus the plain stream's own movers
+    # An item's caption follows its scene, and twins still mirror a mover.
+    clip, text = all_.item(3, 32, 32, 3, 8.0)
+    assert clip.shape == (3, 32, 32, 3) and all_.scene(3).objects[0].colour in text
+    twins = ShapesSource(4, movers=1.0, twins=True)
+    assert directional(twins.scene(1)) and twins.scene(1) != twins.scene(0)
+    with pytest.raises(ValueError):
+        ShapesSource(4, movers=1.5)
+    with pytest.raises(TrainError):
+        load_config("smoke-dit", {"movers": -0.1})
 
 
 def test_latent_cache_visits_every_batch_once_per_epoch_and_rephrases_captions(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ the batches it would have seen, and each rank of a multi-GPU run takes its own s
 Sources give one clip at a time at a requested size and length:
 
 - `ShapesSource(seed)`: rendered on the fly (`generator.data.shapes`), held-out facts never drawn,
-  optionally each scene beside its mirror-image direction twin;
+  optionally each scene beside its mirror-image direction twin, or with more of its objects moving
+  left, right, up or down;
 - `FolderSource(path)`: a user's own videos, captioned by a `.txt` file beside each video or by a
   `captions.csv` (`path,caption`) in the folder; each item is a random window of `frames` frames,
   resized to cover the size and centre-cropped.
@@ -30,7 +31,7 @@ import torch.utils.data
 
 from ..errors import GeneratorError
 from ..generate import fit_frame
-from .shapes import Scene, direction_twin, render_clip, sample_scene
+from .shapes import DIRECTIONS, MOTIONS, Scene, direction_twin, render_clip, sample_scene
 
 T = TypeVar("T")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -47,31 +48,37 @@ class ShapesSource:
 
     With `twins`, every odd item is instead the `direction_twin` of the item before it (the mirror
     image whose caption names the opposite directions), when that twin shows no held-out fact: a
-    batch of even size then holds each scene beside its twin.
+    batch of even size then holds each scene beside its twin. With `movers` p, a share p of the
+    scenes (decided per item by its own draw) has every object moving left, right, up or down: a
+    motion-heavy mix for teaching direction words; 0 leaves the stream as it was.
     """
 
-    def __init__(self, seed: int, *, allow_held_out: bool = False, twins: bool = False) -> None:
-        self.seed, self.allow_held_out, self.twins = int(seed), allow_held_out, twins
+    def __init__(self, seed: int, *, allow_held_out: bool = False, twins: bool = False, movers: float = 0.0) -> None:
+        if not 0.0 <= movers <= 1.0:
+            raise ValueError(f"movers is a share between 0 and 1, not {movers!r}")
+        self.seed, self.allow_held_out, self.twins, self.movers = int(seed), allow_held_out, twins, float(movers)
 
     def _twin(self, index: int) -> Scene | None:
         if not self.twins or index % 2 == 0:
             return None
         return direction_twin(self.scene(index - 1), allow_held_out=self.allow_held_out)
 
-    def item(self, index: int, width: int, height: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
+    def _drawn(self, index: int) -> tuple[Scene, np.random.Generator]:
+        """Item `index`'s scene and the rng its caption is then drawn from."""
         rng = np.random.default_rng([self.seed, index])
         scene = self._twin(index)
         if scene is None:
-            scene = sample_scene(rng, allow_held_out=self.allow_held_out)
-        text = scene.caption(rng)
-        return render_clip(scene, width, height, frames, fps), text
+            mover = self.movers > 0 and np.random.default_rng([self.seed, index, 1]).random() < self.movers
+            scene = sample_scene(rng, allow_held_out=self.allow_held_out, motions=DIRECTIONS if mover else MOTIONS)
+        return scene, rng
+
+    def item(self, index: int, width: int, height: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
+        scene, rng = self._drawn(index)
+        return render_clip(scene, width, height, frames, fps), scene.caption(rng)
 
     def scene(self, index: int) -> Scene:
         """The scene of item `index` (its captions can be re-phrased with any rng)."""
-        twin = self._twin(index)
-        if twin is not None:
-            return twin
-        return sample_scene(np.random.default_rng([self.seed, index]), allow_held_out=self.allow_held_out)
+        return self._drawn(index)[0]
 
 
 class DataError(GeneratorError):

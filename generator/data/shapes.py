@@ -45,6 +45,7 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 BACKGROUND_STYLES = ("solid", "gradient", "texture")
 SHAPES = ("circle", "square", "triangle", "star", "ring")
 MOTIONS = ("left", "right", "up", "down", "diagonal", "bouncing", "rotating", "growing", "shrinking", "still")
+DIRECTIONS = MOTIONS[:4]  # the motions a caption names by direction
 # A turning circle or ring looks exactly like a still one, so they never take "rotating".
 ROTATING_SHAPES = ("square", "triangle", "star")
 
@@ -189,7 +190,7 @@ def _propose(rng: np.random.Generator, colour: str, shape: str, motion: str, pan
     `_STATE_SAMPLES`, or None if this draw cannot fit the frame."""
     size = float(rng.uniform(0.085, 0.13))
     kw: dict[str, float] = {"angle": float(rng.uniform(0, 2 * math.pi))}
-    if motion in ("left", "right", "up", "down"):
+    if motion in DIRECTIONS:
         d = float(rng.uniform(0.3, 0.5))
         kw["dx"], kw["dy"] = {"left": (-d, 0), "right": (d, 0), "up": (0, -d), "down": (0, d)}[motion]
     elif motion == "diagonal":
@@ -298,27 +299,31 @@ def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 
 def sample_fact(rng: np.random.Generator, background: str, *, allow_held_out: bool = False,
-                exclude_colours: Sequence[str] = ()) -> tuple[str, str, str]:
-    """A random (colour, shape, motion) visible on `background`, never held out unless allowed."""
+                exclude_colours: Sequence[str] = (), motions: Sequence[str] = MOTIONS) -> tuple[str, str, str]:
+    """A random (colour, shape, motion) visible on `background`, never held out unless allowed; the
+    motion is one of `motions`."""
     held = set() if allow_held_out else set(HELD_OUT)
     colours = [c for c in COLOURS if c != background and c not in exclude_colours]
     while True:
         # Motion first, so "rotating" (which only three shapes take) is as common as the rest.
-        motion = _pick(rng, MOTIONS)
+        motion = _pick(rng, motions)
         fact = (_pick(rng, colours), _pick(rng, ROTATING_SHAPES if motion == "rotating" else SHAPES), motion)
         if fact not in held:
             return fact
 
 
-def sample_scene(rng: np.random.Generator, *, allow_held_out: bool = False) -> Scene:
-    """A random scene of 1 to 3 objects with distinct colours; held-out facts only if allowed."""
+def sample_scene(rng: np.random.Generator, *, allow_held_out: bool = False,
+                 motions: Sequence[str] = MOTIONS) -> Scene:
+    """A random scene of 1 to 3 objects with distinct colours, each moving in one of `motions`;
+    held-out facts only if allowed."""
     while True:
         background = _pick(rng, list(BACKGROUNDS))
         count = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
         facts: list[tuple[str, str, str]] = []
         for _ in range(count):
             taken = [f[0] for f in facts]
-            facts.append(sample_fact(rng, background, allow_held_out=allow_held_out, exclude_colours=taken))
+            facts.append(sample_fact(rng, background, allow_held_out=allow_held_out, exclude_colours=taken,
+                                     motions=motions))
         try:
             return make_scene(rng, background, facts)
         except ValueError:  # rare: no room for this set of paths; draw another set
