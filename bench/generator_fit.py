@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from generator.autoencoder import VideoAutoencoder  # noqa: E402
 from generator.checkpoint import load_component, read_bundle  # noqa: E402
+from generator.data import COLOURS, DIRECTIONS  # noqa: E402
 from generator.data.analyse import analyse_clip  # noqa: E402
 from generator.data.batches import BatchSpec, ClipBatches, ShapesSource  # noqa: E402
 from generator.data.shapes import make_scene, render_clip  # noqa: E402
@@ -53,7 +54,7 @@ FRESH_START = 5000  # far past any latent cache (the largest recipe codes 240 ba
 OUT = ROOT / "docs" / "benchmarks" / "generator-fit.md"
 REVERSED = {"left": "right", "right": "left", "up": "down", "down": "up"}
 UNIT = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}  # image axes, y down
-COLOURS = ("red", "green", "blue", "yellow", "white", "orange", "purple", "cyan")
+OBJECT_COLOURS = tuple(COLOURS)  # the Shapes world's palette, in its order
 CAPTION_SEED = 7001  # fresh scenes: training draws scenes from the data seed's stream, never this one
 
 
@@ -93,8 +94,8 @@ def caption_use(bundle_dir: Path, clips: int, draws: int) -> dict[str, tuple[flo
     deltas: dict[str, list[float]] = {"direction reversed": [], "another colour": [], "standing still": [],
                                       "no caption": []}
     for i in range(clips):
-        motion, colour = ("left", "right", "up", "down")[i % 4], COLOURS[i % len(COLOURS)]
-        other = COLOURS[(i + 3) % len(COLOURS)]
+        motion, colour = DIRECTIONS[i % 4], OBJECT_COLOURS[i % len(OBJECT_COLOURS)]
+        other = OBJECT_COLOURS[(i + 3) % len(OBJECT_COLOURS)]
         scene = make_scene(np.random.default_rng([CAPTION_SEED, i]), "black", [(colour, "circle", motion)])
         z = ae.encode_latents(clips_to_tensor(render_clip(scene, 128, 128, 17, 8.0)[None]))
 
