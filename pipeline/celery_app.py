@@ -55,10 +55,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     limits = time_limits(settings)
     longest_hard = max(hard for _, hard in limits.values())
     transport: dict[str, Any] = {}
+    transport_class: str | None = None  # kombu picks it from the URL's scheme
     if url.startswith(("redis", "rediss")):
         # An unacknowledged message goes back to the queue after this long: it must exceed the
         # longest task, or a second worker would start a job the first is still running.
         transport = {"visibility_timeout": int(longest_hard + 600)}
+        transport_class = "pipeline.redis_transport:Transport"  # survives losing Redis; see there
     elif url.startswith(("amqp", "pyamqp")):
         transport = {"confirm_publish": True}  # a send returns only once the broker has the message
     elif url.startswith(("sqla+", "sqlalchemy+")):
@@ -66,6 +68,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     remote_control = not url.startswith(("sqla+", "sqlalchemy+"))  # no fanout on the SQL transport
     return {
         "broker_url": url,
+        "broker_transport": transport_class,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
