@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,17 @@ def _finished_while_alive(pipeline: Pipeline, job_ids: list[str], worker: Worker
     return _finished(pipeline, job_ids)
 
 
+def _wait_for_all(pipeline: Pipeline, job_ids: list[str], worker: WorkerProcess, timeout: float) -> None:
+    """Wait until every job has finished; a timeout says where the others stand, with the worker's log."""
+    try:
+        wait_for(lambda: _finished_while_alive(pipeline, job_ids, worker) == len(job_ids), timeout,
+                 f"all {len(job_ids)} jobs to finish", interval=0.5)
+    except AssertionError as exc:
+        with pipeline.runtime.sessions() as session:
+            where = Counter(session.execute(select(Job.state, Job.stage).where(Job.id.in_(job_ids))).all())
+        raise AssertionError(f"{exc}; jobs by (state, stage): {dict(where)}\n{worker.output()[-4000:]}") from None
+
+
 def test_redis_restart_with_50_verify_jobs_queued(tmp_path: Path, redis: RedisServer) -> None:
     """Redis restarts before the run and three times in quick succession during it: the worker stays
     up, all 50 jobs complete, none runs twice. (Quick restarts while the worker holds unacknowledged
@@ -164,8 +176,7 @@ def test_redis_restart_with_50_verify_jobs_queued(tmp_path: Path, redis: RedisSe
         for _ in range(3):  # and again with jobs running and reserved, before the worker has settled
             redis.restart()
             time.sleep(0.5)
-        wait_for(lambda: _finished_while_alive(pipeline, submitted, worker) == 50, 60, "all 50 jobs to finish",
-                 interval=0.5)
+        _wait_for_all(pipeline, submitted, worker, 60)
     finally:
         worker.stop()
     views = [pipeline.get(j) for j in submitted]
