@@ -186,11 +186,11 @@ def test_redis_restart_with_50_verify_jobs_queued(tmp_path: Path, redis: RedisSe
     assert all(sorted(a.role for a in _artifacts(pipeline, v.id)) == roles for v in views)
 
 
-def test_redis_transport_leaves_unacked_messages_to_redis_when_its_connection_is_gone(
-        tmp_path: Path, redis: RedisServer) -> None:
-    """Closing a channel whose transport was torn down keeps its unacknowledged messages in Redis
-    (kombu's own transport raises AttributeError there, which exits a Celery worker); a normal close
-    still gives them back to the queue at once."""
+def test_redis_transport_turns_a_lost_connection_into_connection_errors(tmp_path: Path, redis: RedisServer) -> None:
+    """After Redis went away a channel has no transport under it. Closing it keeps its unacknowledged
+    messages in Redis, and a task finishing later acknowledges on it with a connection error, which
+    Celery logs and drops (kombu's own transport raises AttributeError in both, which exits a Celery
+    worker). A normal close still gives the messages back to the queue at once."""
     import redis as redis_py
 
     from pipeline.celery_app import create_celery
@@ -199,17 +199,20 @@ def test_redis_transport_leaves_unacked_messages_to_redis_when_its_connection_is
     inst = make_instance(tmp_path, broker_url=redis.url, **FAST_JOBS)
     app = create_celery(settings_of(inst))
     raw = redis_py.Redis.from_url(redis.url)
-    for torn_down in (True, False):
+    for gone in (True, False):
         with app.connection_for_write() as conn:
             assert isinstance(conn.transport, Transport)
             queue = conn.SimpleQueue("vf-transport-test")
-            queue.put({"torn_down": torn_down})
+            queue.put({"gone": gone})
             message = queue.get(timeout=5)  # taken, not acknowledged
-            assert message.payload == {"torn_down": torn_down} and raw.hlen("unacked") == 1
-            if torn_down:
-                queue.channel.connection.client = None  # what successive broker losses leave behind
+            assert message.payload == {"gone": gone} and raw.hlen("unacked") == 1
+            if gone:
+                queue.channel.connection.client = None  # what a reconnect leaves behind
             queue.channel.close()
-            assert (raw.hlen("unacked"), raw.llen("vf-transport-test")) == ((1, 0) if torn_down else (0, 1))
+            if gone:
+                with pytest.raises(conn.connection_errors):
+                    message.ack()  # the task that held it finished after the reconnect
+            assert (raw.hlen("unacked"), raw.llen("vf-transport-test")) == ((1, 0) if gone else (0, 1))
             raw.delete("unacked", "unacked_index", "vf-transport-test")
 
 
