@@ -18,7 +18,7 @@ How it works (details in docs/watermark.md):
   side, their period; pure rescaling changes neither. A search over the period (scale) folds the
   average residual into one tile per candidate and cross-correlates it with the sync pattern by
   FFT: the best peak gives scale and crop offset (sub-pixel). The aligned tile's cells then give
-  soft bits for a Viterbi decoder.
+  soft bits for a list Viterbi decoder; the best path whose CRC and key id hold is the message.
 * **Statistics.** For a decoded message with a valid CRC, ``Z = sum(s_i * c_i) / sqrt(sum(s_i^2))``
   over the payload cells' values ``s`` and the re-encoded codeword's sign ``c`` (+/-1) of each
   cell's coded bit. On unmarked video the signs of
@@ -43,9 +43,9 @@ from .payload import (
     MESSAGE_BITS,
     Message,
     conv_encode,
+    list_viterbi_decode,
     message_bits,
     parse_message_bits,
-    viterbi_decode,
 )
 
 ALGORITHM = "veriframe.wm.v1"
@@ -69,6 +69,7 @@ class WatermarkConfig:
     max_period_ratio: float = 2.0  # upper bound (a crop of half the short side)
     scale_step: float = 0.004  # relative step of the coarse period search
     p_threshold: float = 1e-6
+    decode_list: int = 4  # paths the list Viterbi decoder returns for the CRC to choose from
 
     @property
     def tile(self) -> int:
@@ -319,33 +320,41 @@ def detect_residual(residual: np.ndarray, keyring: Keyring, frames_used: int,
         _, dy, dx, corr = _sync_peak(folded, layout)
         fy, fx = _subpixel(corr, dy, dx)
         cells = layout.payload_cells(_shift(folded, fy, fx))
-        result = _decide(cells, layout, attempts, frames_used, cfg)
+        result = _decide(cells, layout, key.key_id, attempts, frames_used, cfg)
         result.sync_z = round(sync_z, 3)
         result.scale = round(1.0 / ratio, 5)
         result.offset = (round(fy * ratio, 2), round(fx * ratio, 2))
-        if result.present and result.key_id != key.key_id:
-            result = _decide(np.zeros_like(cells), layout, attempts, frames_used, cfg)  # key id mismatch
         if best is None or result.p_value < best.p_value:
             best = result
     assert best is not None
     return best
 
 
-def _decide(cells: np.ndarray, layout: KeyLayout, attempts: int, frames_used: int,
+def _decide(cells: np.ndarray, layout: KeyLayout, key_id: int, attempts: int, frames_used: int,
             cfg: WatermarkConfig) -> DetectionResult:
     """Decode the payload cells and score the decoded codeword (see the module docstring).
+
+    The list decoder's paths are tried best first; the first whose CRC holds and whose key id is
+    the key being tried is the message (the ML path when none holds, scored but absent). Its score
+    is its path metric over the cells' norm, so no later path could score higher, and the p-value's
+    union over every CRC-valid codeword already covers picking one from a list.
 
     The score runs over cells, not coded bits: each cell has its own independent carrier sign,
     so the Hoeffding bound holds per cell, and at a given total energy more, weaker terms give a
     larger score than fewer, stronger ones (Z^2 ~ E / (1 + SNR per term)).
     """
-    soft = layout.soft_bits(cells)
-    bits = viterbi_decode(soft)
-    msg = parse_message_bits(bits)
     norm = float(np.sqrt(np.sum(cells * cells)))
     if norm == 0.0:
         return DetectionResult(False, None, None, None, 0.0, 1.0, None, frames_used)
-    # scored even when the CRC fails, so unmarked video shows where its scores lie
+    soft = layout.soft_bits(cells)
+    paths = list_viterbi_decode(soft, cfg.decode_list)
+    bits, msg = paths[0], None
+    for path in paths:
+        found = parse_message_bits(path)
+        if found is not None and found.key_id == key_id:
+            bits, msg = path, found
+            break
+    # scored even when no path holds, so unmarked video shows where its scores lie
     code = 1.0 - 2.0 * conv_encode(bits[:MESSAGE_BITS]).astype(np.float64)
     z = float(np.dot(cells, code[layout.payload_bits])) / norm
     log_p = math.log(attempts) + INFO_BITS * math.log(2.0) - 0.5 * z * z if z > 0 else 0.0

@@ -6,8 +6,9 @@ Message layout (80 bits, most significant first)::
 
 The message is protected by a rate-1/3, constraint-length-7 convolutional code (the LTE
 generators 133/171/165 octal) with a zero tail, giving ``CODED_BITS`` = 3 * (80 + 6) = 258 coded
-bits, decoded by a soft-decision Viterbi decoder. The CRC rejects the rare wrong decodings that
-the p-value would otherwise let through.
+bits, decoded by a soft-decision list Viterbi decoder (the few best paths, tried in order until
+one passes the CRC). The CRC rejects the rare wrong decodings that the p-value would otherwise
+let through.
 """
 
 from __future__ import annotations
@@ -134,28 +135,43 @@ for _s in range(_STATES):
         _PREV_BIT[_n] = _b
 
 
-def viterbi_decode(soft: np.ndarray, n_bits: int = MESSAGE_BITS) -> np.ndarray:
-    """Soft-decision Viterbi decoding of a zero-tailed code.
+def list_viterbi_decode(soft: np.ndarray, list_size: int = 1, n_bits: int = MESSAGE_BITS) -> list[np.ndarray]:
+    """Soft-decision list Viterbi decoding of a zero-tailed code: the ``list_size`` best paths.
 
     ``soft`` holds one value per coded bit, positive meaning bit 0 (a correlation with the
-    +1/-1 carrier); only the sign and relative size matter. Returns ``n_bits`` message bits.
+    +1/-1 carrier); only the sign and relative size matter. Returns up to ``list_size`` message
+    bit arrays (``n_bits`` each), best path metric first; the first is the maximum-likelihood
+    codeword. Parallel list Viterbi: every state keeps its ``list_size`` best incoming paths,
+    which is exact for the ``list_size`` best paths that end in the zero state.
     """
     steps = n_bits + _K - 1
+    size = max(1, int(list_size))
     soft = np.asarray(soft, dtype=np.float64).reshape(steps, _RATE)
     signs = 1.0 - 2.0 * _OUT.astype(np.float64)  # (S, 2, R): +1 for bit 0
-    # branch metric of the branch entering s' from predecessor (PREV[s', j]) with input PREV_BIT[s']
-    metric = np.full(_STATES, -np.inf)
-    metric[0] = 0.0
-    choices = np.zeros((steps, _STATES), dtype=np.int64)
+    # branch metric of the branch entering s' from predecessor PREV[s', j] with input PREV_BIT[s']
     pred_sign = signs[_PREV, _PREV_BIT[:, None]]  # (S, 2, R)
+    metric = np.full((_STATES, size), -np.inf)  # (S, L): the L best path metrics into each state
+    metric[0, 0] = 0.0
+    choices = np.zeros((steps, _STATES, size), dtype=np.int64)  # index into the 2L candidates
     for t in range(steps):
         branch = pred_sign @ soft[t]  # (S, 2)
-        cand = metric[_PREV] + branch  # (S, 2)
-        choices[t] = np.argmax(cand, axis=1)
-        metric = cand[np.arange(_STATES), choices[t]]
-    state = 0  # the zero tail ends in state 0
-    bits = np.zeros(steps, dtype=np.uint8)
-    for t in range(steps - 1, -1, -1):
-        bits[t] = _PREV_BIT[state]
-        state = _PREV[state, choices[t, state]]
-    return bits[:n_bits]
+        cand = (metric[_PREV] + branch[:, :, None]).reshape(_STATES, 2 * size)  # (S, 2L)
+        choices[t] = np.argsort(-cand, axis=1, kind="stable")[:, :size]
+        metric = np.take_along_axis(cand, choices[t], axis=1)
+    paths = []
+    for rank in range(size):
+        if not np.isfinite(metric[0, rank]):  # the zero tail ends in state 0
+            break
+        state, r = 0, rank
+        bits = np.zeros(steps, dtype=np.uint8)
+        for t in range(steps - 1, -1, -1):
+            j, r = divmod(int(choices[t, state, r]), size)
+            bits[t] = _PREV_BIT[state]
+            state = _PREV[state, j]
+        paths.append(bits[:n_bits])
+    return paths
+
+
+def viterbi_decode(soft: np.ndarray, n_bits: int = MESSAGE_BITS) -> np.ndarray:
+    """The maximum-likelihood message bits (:func:`list_viterbi_decode` with a list of one)."""
+    return list_viterbi_decode(soft, 1, n_bits)[0]
