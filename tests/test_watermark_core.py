@@ -196,6 +196,35 @@ def test_still_image_single_frame() -> None:
     marked = embed_frames([textured(360, 480, 3)], KEY, PAYLOAD)
     r = detect_frames(marked, RING)
     assert r.present and r.payload == PAYLOAD.hex() and r.frames_used == 1
+    assert r.extra["geometry"] == "still"
+    # one frame is searched at two geometries, and the p-value's union counts both
+    assert r.p_value == pytest.approx(2 * 2.0**72 * np.exp(-r.score**2 / 2), rel=0.01)
+
+
+def test_still_geometry_gives_a_real_photo_the_evidence_video_geometry_lacks() -> None:
+    """One 400x300 frame of a busy photo (scikit-image's astronaut: dark, saturated background, fine
+    detail): marked at the video geometry the score stays under the threshold (11.3); the still
+    geometry sums about four times the tiles."""
+    import skimage.data
+
+    y = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)[56:356], (400, 300),
+                   interpolation=cv2.INTER_AREA)
+    video = WatermarkConfig()
+    as_video = detect_frames([Embedder(KEY, PAYLOAD, 300, 400, cfg=video).embed_luma(y)], RING)
+    as_still = detect_frames(embed_frames([y], KEY, PAYLOAD), RING)
+    assert as_still.present and as_still.extra["geometry"] == "still" and as_still.payload == PAYLOAD.hex()
+    assert as_still.score > as_video.score + 4, (as_still.score, as_video.score)
+
+
+def test_a_frame_grabbed_from_a_marked_clip_is_still_read() -> None:
+    """A one-frame input is searched at both geometries, so a video frame saved as a picture keeps
+    its mark (the still search can also find it: at twice the working size a video tile has twice
+    the period, the edge of the crop search)."""
+    marked = embed_frames(clip(360, 640, 3), KEY, PAYLOAD)
+    r = detect_frames([jpeg(marked[1], 90)], RING)
+    assert r.present and r.payload == PAYLOAD.hex()
+    video_only = detect_frames([jpeg(marked[1], 90)] * 2, RING)  # two frames: the video geometry alone
+    assert video_only.present and video_only.extra["geometry"] == "video"
 
 
 def _crop(y: np.ndarray, div: int) -> np.ndarray:

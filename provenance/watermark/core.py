@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -70,10 +70,21 @@ class WatermarkConfig:
     scale_step: float = 0.004  # relative step of the coarse period search
     p_threshold: float = 1e-6
     decode_list: int = 4  # paths the list Viterbi decoder returns for the CRC to choose from
+    # A still has one frame of evidence, not up to 96: it is marked at a finer working resolution
+    # (more tiles to sum), which a one-frame input is also searched at.
+    still_work_short: int = 320
 
     @property
     def tile(self) -> int:
         return self.cell * self.tile_cells
+
+    def for_still(self) -> WatermarkConfig:
+        """The geometry a still image is marked with: the working short side ``still_work_short``."""
+        return replace(self, work_short=self.still_work_short)
+
+    @property
+    def geometry(self) -> str:
+        return "still" if self.work_short == self.still_work_short else "video"
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -231,12 +242,14 @@ def whiten(luma: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
 
 
 class Accumulator:
-    """Running mean of whitened frames; frames of another size start a new group."""
+    """Running mean of whitened frames (all of one size). The first frame is kept while it is the
+    only one: a one-frame input (a still) is also searched at the still geometry."""
 
     def __init__(self, cfg: WatermarkConfig = WatermarkConfig()):
         self.cfg = cfg
         self.total: np.ndarray | None = None
         self.frames = 0
+        self.first: np.ndarray | None = None
 
     def add(self, luma: np.ndarray) -> None:
         r = whiten(luma, self.cfg)
@@ -246,6 +259,7 @@ class Accumulator:
             self.total = np.zeros_like(r)
         self.total += r
         self.frames += 1
+        self.first = np.array(luma, copy=True) if self.frames == 1 else None
 
     @property
     def mean(self) -> np.ndarray:
@@ -308,10 +322,25 @@ def _search_scale(residual: np.ndarray, layout: KeyLayout) -> tuple[float, float
     return float(fine[int(np.argmax(zf))]), float(zf.max())
 
 
+def detect_accumulated(acc: Accumulator, keyring: Keyring) -> DetectionResult:
+    """Detect in what ``acc`` gathered, trying every key; a one-frame input is also tried at the
+    still geometry, and the p-value counts both attempts."""
+    cfg = acc.cfg
+    if acc.frames != 1 or acc.first is None or cfg.for_still() == cfg:
+        return detect_residual(acc.mean, keyring, acc.frames, cfg)
+    still = cfg.for_still()
+    tries = [(cfg, acc.mean), (still, whiten(acc.first, still))]
+    results = [detect_residual(residual, keyring, 1, g, geometries=len(tries)) for g, residual in tries]
+    return min(results, key=lambda r: r.p_value)
+
+
 def detect_residual(residual: np.ndarray, keyring: Keyring, frames_used: int,
-                    cfg: WatermarkConfig = WatermarkConfig()) -> DetectionResult:
-    """Detect in an averaged whitened residual (see :class:`Accumulator`), trying every key."""
-    attempts = len(keyring.keys)
+                    cfg: WatermarkConfig = WatermarkConfig(), *, geometries: int = 1) -> DetectionResult:
+    """Detect in an averaged whitened residual (see :class:`Accumulator`), trying every key.
+
+    ``geometries`` is how many working resolutions the caller tries in all: the p-value's union
+    runs over every key and geometry tried."""
+    attempts = len(keyring.keys) * geometries
     best: DetectionResult | None = None
     for key in keyring.keys:
         layout = KeyLayout(key, cfg)
@@ -324,6 +353,7 @@ def detect_residual(residual: np.ndarray, keyring: Keyring, frames_used: int,
         result.sync_z = round(sync_z, 3)
         result.scale = round(1.0 / ratio, 5)
         result.offset = (round(fy * ratio, 2), round(fx * ratio, 2))
+        result.extra["geometry"] = cfg.geometry
         if best is None or result.p_value < best.p_value:
             best = result
     assert best is not None
@@ -383,13 +413,14 @@ def detect_frames(lumas: Iterable[np.ndarray], keyring: Keyring,
     acc = Accumulator(cfg)
     for y in lumas:
         acc.add(y)
-    return detect_residual(acc.mean, keyring, acc.frames, cfg)
+    return detect_accumulated(acc, keyring)
 
 
 def embed_frames(lumas: Sequence[np.ndarray], key: WatermarkKey, data: bytes,
                  cfg: WatermarkConfig = WatermarkConfig()) -> list[np.ndarray]:
-    """Marked copies of a list of luma planes (convenience for tests and stills)."""
+    """Marked copies of a list of luma planes (convenience for tests and stills); a single plane is
+    a still and gets the still geometry."""
     if not lumas:
         return []
-    emb = Embedder(key, data, *lumas[0].shape, cfg=cfg)
+    emb = Embedder(key, data, *lumas[0].shape, cfg=cfg.for_still() if len(lumas) == 1 else cfg)
     return [emb.embed_luma(y) for y in lumas]

@@ -15,9 +15,10 @@ import numpy as np
 
 from media import Frame, FrameRequest, MediaInfo, MediaLimits, iter_frames, transcode
 from media.decode import sample_indices
+from media.encode import output_kind
 from settings import Settings, read_secrets
 
-from .core import Accumulator, DetectionResult, Embedder, WatermarkConfig, detect_frames, detect_residual
+from .core import Accumulator, DetectionResult, Embedder, WatermarkConfig, detect_accumulated, detect_frames
 from .keys import Keyring
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,12 @@ def embed_file(
     """Write ``out_path``: ``in_path`` re-encoded with the active key's mark carrying ``data``.
 
     Video goes to H.264 MP4 (audio copied, frame rate and rotation kept); a still goes to PNG
-    or JPEG by the output's extension. The output appears only when complete.
+    or JPEG by the output's extension, marked at the still geometry (``cfg.for_still()``: one frame
+    is all the evidence a still has). The output appears only when complete.
     """
     key = keyring.active
+    if output_kind(out_path) == "image":
+        cfg = cfg.for_still()
     embedder: Embedder | None = None
 
     def mark(luma: np.ndarray, index: int) -> np.ndarray:
@@ -84,7 +88,7 @@ class WatermarkScan:
         self._acc.add(frame.array)
 
     def result(self) -> DetectionResult:
-        return detect_residual(self._acc.mean, self.keyring, self._acc.frames, self.cfg)
+        return detect_accumulated(self._acc, self.keyring)
 
 
 def config_from_settings(settings: Settings) -> WatermarkConfig:
