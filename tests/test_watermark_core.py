@@ -164,7 +164,7 @@ def test_frame_size_mismatch_is_an_error() -> None:
 # --- detection ------------------------------------------------------------------------------------
 
 def test_round_trip_and_statistics() -> None:
-    marked = embed_frames(clip(144, 256, 6), KEY, PAYLOAD)
+    marked = embed_frames(clip(180, 320, 6), KEY, PAYLOAD)
     r = detect_frames(marked, RING)
     assert r.present and r.payload == PAYLOAD.hex() and r.key_id == 0 and r.version == 1
     assert r.p_value < 1e-6 and r.bit_errors is not None and r.frames_used == 6
@@ -214,6 +214,23 @@ def test_still_geometry_gives_a_real_photo_the_evidence_video_geometry_lacks() -
     as_still = detect_frames(embed_frames([y], KEY, PAYLOAD), RING)
     assert as_still.present and as_still.extra["geometry"] == "still" and as_still.payload == PAYLOAD.hex()
     assert as_still.score > as_video.score + 4, (as_still.score, as_video.score)
+
+
+def test_small_video_geometry_survives_a_downscale_the_video_geometry_does_not() -> None:
+    """A 128x128 clip (the default generator's size) is marked at the small geometry: its cells
+    are coarser than the 160 px working resolution would draw them, and they survive a 50%
+    downscale with JPEG q70 on every frame, where the same clip marked at the video geometry
+    scores far lower."""
+    frames = clip(128, 128, 12, seed=7)
+    as_video = WatermarkConfig(small_work_short=WatermarkConfig().work_short)  # small = video: no small geometry
+
+    def attacked(marked: list[np.ndarray]) -> list[np.ndarray]:
+        return [jpeg(cv2.resize(y, (64, 64), interpolation=cv2.INTER_AREA), 70) for y in marked]
+
+    small = detect_frames(attacked(embed_frames(frames, KEY, PAYLOAD)), RING)
+    video = detect_frames(attacked(embed_frames(frames, KEY, PAYLOAD, cfg=as_video)), RING, as_video)
+    assert small.present and small.payload == PAYLOAD.hex(), small
+    assert not video.present and small.score > video.score + 2, (small.score, video.score)
 
 
 def test_a_frame_grabbed_from_a_marked_clip_is_still_read() -> None:

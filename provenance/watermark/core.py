@@ -9,6 +9,9 @@ How it works (details in docs/watermark.md):
   keyed pseudo-random carrier. ``SYNC_CELLS`` keyed cells always carry +1 (the sync pattern); the
   others carry the 258 coded bits of the message, three cells per bit, scattered by a keyed
   permutation.
+* **Geometries.** Video is drawn at a working short side of 160 px, video under 160 px at 96 (so
+  the pattern is never finer than the pixels), still images at 320 (one frame of evidence: more
+  tiles); detection searches every geometry an input may carry (:meth:`WatermarkConfig.for_detection`).
 * **Embedding** upsamples the tiled pattern to the frame size and adds it to luma, scaled by a
   perceptual mask (local activity: stronger in texture, weaker in flat areas) and a gain chosen
   so the frame's luma PSNR equals ``psnr_db``.
@@ -24,7 +27,7 @@ How it works (details in docs/watermark.md):
   cell's coded bit. On unmarked video the signs of
   the soft values are symmetric and independent, so by Hoeffding's bound P(Z >= z) <= exp(-z^2/2)
   for any one codeword; a union over the 2^72 codewords with a valid CRC and over every decoding
-  attempt gives ``p_value = attempts * 2^72 * exp(-Z^2/2)``. ``present`` needs p < threshold.
+  attempt (key x geometry) gives ``p_value = attempts * 2^72 * exp(-Z^2/2)``. ``present`` needs p < threshold.
 """
 
 from __future__ import annotations
@@ -71,20 +74,44 @@ class WatermarkConfig:
     p_threshold: float = 1e-6
     decode_list: int = 4  # paths the list Viterbi decoder returns for the CRC to choose from
     # A still has one frame of evidence, not up to 96: it is marked at a finer working resolution
-    # (more tiles to sum), which a one-frame input is also searched at.
+    # (more tiles to sum). A video whose short side is under ``work_short`` would have its pattern
+    # drawn finer than its pixels: it is marked at a coarser one, whose cells survive re-encoding.
     still_work_short: int = 320
+    small_work_short: int = 96
 
     @property
     def tile(self) -> int:
         return self.cell * self.tile_cells
 
     def for_still(self) -> WatermarkConfig:
-        """The geometry a still image is marked with: the working short side ``still_work_short``."""
+        """The still geometry: working short side ``still_work_short``."""
         return replace(self, work_short=self.still_work_short)
+
+    def for_small(self) -> WatermarkConfig:
+        """The small-video geometry: working short side ``small_work_short``."""
+        return replace(self, work_short=self.small_work_short)
 
     @property
     def geometry(self) -> str:
-        return "still" if self.work_short == self.still_work_short else "video"
+        """Which geometry this config is: ``still``, ``small`` or ``video``."""
+        return {self.still_work_short: "still", self.small_work_short: "small"}.get(self.work_short, "video")
+
+    def for_embedding(self, height: int, width: int, *, still: bool) -> WatermarkConfig:
+        """The geometry a picture of this size is marked at: a still at the still geometry, a video
+        whose short side is under ``work_short`` at the small one, any other video at this config."""
+        if still:
+            return self.for_still()
+        return self.for_small() if min(height, width) < self.work_short else self
+
+    def for_detection(self, height: int, width: int, *, one_frame: bool) -> list[WatermarkConfig]:
+        """Every geometry an input of this size may carry, this config's first: the small one up to a
+        2x upscale of a small video, the still one for a one-frame input."""
+        found = [self]
+        if min(height, width) < 2 * self.work_short:
+            found.append(self.for_small())
+        if one_frame:
+            found.append(self.for_still())
+        return list({g.work_short: g for g in reversed(found)}.values())[::-1]
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -242,30 +269,40 @@ def whiten(luma: np.ndarray, cfg: WatermarkConfig) -> np.ndarray:
 
 
 class Accumulator:
-    """Running mean of whitened frames (all of one size). The first frame is kept while it is the
-    only one: a one-frame input (a still) is also searched at the still geometry."""
+    """Running means of whitened frames (all of one size), one per geometry the input may carry
+    (:meth:`WatermarkConfig.for_detection`). The first frame is kept while it is the only one: a
+    one-frame input (a still) is also searched at the still geometry."""
 
     def __init__(self, cfg: WatermarkConfig = WatermarkConfig()):
         self.cfg = cfg
-        self.total: np.ndarray | None = None
         self.frames = 0
         self.first: np.ndarray | None = None
+        self.shape: tuple[int, int] | None = None
+        self.geometries: list[WatermarkConfig] = []
+        self.totals: dict[int, np.ndarray] = {}  # by working short side
 
     def add(self, luma: np.ndarray) -> None:
-        r = whiten(luma, self.cfg)
-        if self.total is None or self.total.shape != r.shape:
-            if self.total is not None:
-                raise ValueError("all frames of one clip must have the same size")
-            self.total = np.zeros_like(r)
-        self.total += r
+        if self.shape is None:
+            self.shape = luma.shape
+            self.geometries = self.cfg.for_detection(*luma.shape, one_frame=False)
+        elif luma.shape != self.shape:
+            raise ValueError("all frames of one clip must have the same size")
+        for g in self.geometries:
+            r = whiten(luma, g)
+            self.totals[g.work_short] = r if self.frames == 0 else self.totals[g.work_short] + r
         self.frames += 1
         self.first = np.array(luma, copy=True) if self.frames == 1 else None
 
-    @property
-    def mean(self) -> np.ndarray:
-        if self.total is None:
+    def residuals(self) -> list[tuple[WatermarkConfig, np.ndarray]]:
+        """(geometry, mean whitened residual) for every geometry to search, the still one included
+        for a one-frame input."""
+        if self.frames == 0 or self.shape is None:
             raise ValueError("no frames to detect in")
-        return self.total / self.frames
+        found = [(g, self.totals[g.work_short] / self.frames) for g in self.geometries]
+        if self.first is not None:
+            found += [(g, whiten(self.first, g)) for g in self.cfg.for_detection(*self.shape, one_frame=True)
+                      if g.work_short not in self.totals]
+        return found
 
 
 def _fold(residual: np.ndarray, ratio: float, tile: int) -> np.ndarray:
@@ -323,14 +360,10 @@ def _search_scale(residual: np.ndarray, layout: KeyLayout) -> tuple[float, float
 
 
 def detect_accumulated(acc: Accumulator, keyring: Keyring) -> DetectionResult:
-    """Detect in what ``acc`` gathered, trying every key; a one-frame input is also tried at the
-    still geometry, and the p-value counts both attempts."""
-    cfg = acc.cfg
-    if acc.frames != 1 or acc.first is None or cfg.for_still() == cfg:
-        return detect_residual(acc.mean, keyring, acc.frames, cfg)
-    still = cfg.for_still()
-    tries = [(cfg, acc.mean), (still, whiten(acc.first, still))]
-    results = [detect_residual(residual, keyring, 1, g, geometries=len(tries)) for g, residual in tries]
+    """Detect in what ``acc`` gathered, trying every key at every geometry the input may carry; the
+    p-value counts every attempt."""
+    tries = acc.residuals()
+    results = [detect_residual(residual, keyring, acc.frames, g, geometries=len(tries)) for g, residual in tries]
     return min(results, key=lambda r: r.p_value)
 
 
@@ -419,8 +452,8 @@ def detect_frames(lumas: Iterable[np.ndarray], keyring: Keyring,
 def embed_frames(lumas: Sequence[np.ndarray], key: WatermarkKey, data: bytes,
                  cfg: WatermarkConfig = WatermarkConfig()) -> list[np.ndarray]:
     """Marked copies of a list of luma planes (convenience for tests and stills); a single plane is
-    a still and gets the still geometry."""
+    a still. The geometry is :meth:`WatermarkConfig.for_embedding`'s."""
     if not lumas:
         return []
-    emb = Embedder(key, data, *lumas[0].shape, cfg=cfg.for_still() if len(lumas) == 1 else cfg)
+    emb = Embedder(key, data, *lumas[0].shape, cfg=cfg.for_embedding(*lumas[0].shape, still=len(lumas) == 1))
     return [emb.embed_luma(y) for y in lumas]

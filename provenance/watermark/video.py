@@ -39,18 +39,18 @@ def embed_file(
     """Write ``out_path``: ``in_path`` re-encoded with the active key's mark carrying ``data``.
 
     Video goes to H.264 MP4 (audio copied, frame rate and rotation kept); a still goes to PNG
-    or JPEG by the output's extension, marked at the still geometry (``cfg.for_still()``: one frame
-    is all the evidence a still has). The output appears only when complete.
+    or JPEG by the output's extension. The geometry follows the output and the frame size
+    (:meth:`WatermarkConfig.for_embedding`: an image output is a still). The output appears only
+    when complete.
     """
     key = keyring.active
-    if output_kind(out_path) == "image":
-        cfg = cfg.for_still()
+    still = output_kind(out_path) == "image"
     embedder: Embedder | None = None
 
     def mark(luma: np.ndarray, index: int) -> np.ndarray:
         nonlocal embedder
         if embedder is None:
-            embedder = Embedder(key, data, *luma.shape, cfg=cfg)
+            embedder = Embedder(key, data, *luma.shape, cfg=cfg.for_embedding(*luma.shape, still=still))
         if progress is not None:
             progress(index)
         return embedder.embed_luma(luma)
