@@ -78,6 +78,7 @@ class WatermarkConfig:
     # drawn finer than its pixels: it is marked at a coarser one, whose cells survive re-encoding.
     still_work_short: int = 320
     small_work_short: int = 96
+    geometry: str = "video"  # which of the three this config is: video, small or still
 
     @property
     def tile(self) -> int:
@@ -85,16 +86,11 @@ class WatermarkConfig:
 
     def for_still(self) -> WatermarkConfig:
         """The still geometry: working short side ``still_work_short``."""
-        return replace(self, work_short=self.still_work_short)
+        return replace(self, work_short=self.still_work_short, geometry="still")
 
     def for_small(self) -> WatermarkConfig:
         """The small-video geometry: working short side ``small_work_short``."""
-        return replace(self, work_short=self.small_work_short)
-
-    @property
-    def geometry(self) -> str:
-        """Which geometry this config is: ``still``, ``small`` or ``video``."""
-        return {self.still_work_short: "still", self.small_work_short: "small"}.get(self.work_short, "video")
+        return replace(self, work_short=self.small_work_short, geometry="small")
 
     def for_embedding(self, height: int, width: int, *, still: bool) -> WatermarkConfig:
         """The geometry a picture of this size is marked at: a still at the still geometry, a video
