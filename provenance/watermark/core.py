@@ -107,7 +107,11 @@ class WatermarkConfig:
             found.append(self.for_small())
         if one_frame:
             found.append(self.for_still())
-        return list({g.work_short: g for g in reversed(found)}.values())[::-1]
+        distinct: list[WatermarkConfig] = []  # a size shared with an earlier one is the same search
+        for g in found:
+            if all(g.work_short != d.work_short for d in distinct):
+                distinct.append(g)
+        return distinct
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
