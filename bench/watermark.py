@@ -374,12 +374,14 @@ def false_positives(work: Path, count: int) -> dict[str, object]:
 STILL_PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "brick", "grass")
 STILL_SIZES = ((400, 300), (1280, 720))
 # Each change to how stills are marked and read, and both together (``shipped`` is CFG itself):
-# ``before`` marks at the video geometry and decodes with plain Viterbi, as until 2026-11-26.
+# ``before`` marks and searches at the video geometry only and decodes with plain Viterbi, as until
+# 2026-11-26 (the still and small sizes set to the video one collapse into it).
+_VIDEO_ONLY = {"still_work_short": CFG.work_short, "small_work_short": CFG.work_short}
 STILL_VARIANTS = {
     "shipped": {},
-    "video geometry": {"still_work_short": CFG.work_short},
+    "video geometry": _VIDEO_ONLY,
     "plain Viterbi": {"decode_list": 1},
-    "before": {"still_work_short": CFG.work_short, "decode_list": 1},
+    "before": {**_VIDEO_ONLY, "decode_list": 1},
 }
 
 
