@@ -77,7 +77,7 @@ class WatermarkScan:
     (`request`), whitens and accumulates each as it arrives (no frame is kept), then decides (`result`)."""
 
     def __init__(self, keyring: Keyring, *, cfg: WatermarkConfig = WatermarkConfig(), frames: int = 96):
-        self.keyring, self.cfg, self.frames = keyring, cfg, frames
+        self.keyring, self.frames = keyring, frames
         self._acc = Accumulator(cfg)
 
     def request(self, path: str | Path, info: MediaInfo) -> FrameRequest:
