@@ -95,6 +95,8 @@ class TrainConfig:
     parallel: str = "auto"  # under torchrun: "ddp", "fsdp", or "auto" (fsdp for the L and XL DiT presets)
     twins: bool = False  # shapes: every other clip is the mirror image of the one before, its caption naming
     # the opposite directions (data.shapes.direction_twin): pairs that differ only in which way things move
+    bind: bool = False  # shapes, with twins: a scene whose objects do different things gets as twin the same
+    # paths with the colours exchanged (data.shapes.binding_twin): pairs that differ only in who does what
     movers: float = 0.0  # shapes: this share of scenes has every object moving left, right, up or down
     latent_cache: int = 0  # dit: code this many batches once into out/latents and train on them (0: code each step)
     init: str = ""  # start from these weights (a component .safetensors or a bundle folder) instead of random
@@ -130,6 +132,8 @@ class TrainConfig:
             raise TrainError(f"train_part must be 'all', or 'decoder' for an autoencoder run, not {self.train_part!r}")
         if not 0.0 <= self.movers <= 1.0:
             raise TrainError(f"movers is a share between 0 and 1, not {self.movers!r}")
+        if self.bind and not self.twins:
+            raise TrainError("bind chooses which twin a clip gets: set twins as well")
         if self.train_part == "decoder" and not self.init:
             raise TrainError("train_part 'decoder' keeps a trained encoder: set 'init' to the autoencoder to continue")
         if self.kind == "dit" and not self.autoencoder:
@@ -440,7 +444,7 @@ def _init_from(model: nn.Module, path: Path, kind: str) -> None:
 def _source(cfg: TrainConfig, base: Path | None, seed: int) -> ShapesSource | FolderSource:
     """The run's clips: the Shapes world, or its folder (relative to the config file's folder)."""
     if cfg.data == "shapes":
-        return ShapesSource(seed, twins=cfg.twins, movers=cfg.movers)
+        return ShapesSource(seed, twins=cfg.twins, movers=cfg.movers, bind=cfg.bind)
     return FolderSource(cfg.data if base is None or Path(cfg.data).is_absolute() else base / cfg.data, seed)
 
 

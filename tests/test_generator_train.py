@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from generator.data import COLOURS, HELD_OUT
+from generator.data import COLOURS, HELD_OUT, binding_twin
 from generator.data.batches import BatchSpec, ClipBatches, DataError, FolderSource, LatentCache, ShapesSource
 from generator.train import STATE_FILE, TrainError, load_config, train
 from media.synthetic import make_test_clip
@@ -99,6 +99,25 @@ def test_twins_put_each_scene_beside_its_mirror_image_in_one_batch() -> None:
     assert clips.shape[0] == 4 and texts[1] != texts[0]
     # Training sees the twins only when asked to.
     assert not load_config("smoke-dit")[0].twins and load_config("smoke-dit", {"twins": True})[0].twins
+
+
+def test_bind_gives_scenes_whose_objects_differ_a_binding_twin_and_the_rest_a_mirror_twin() -> None:
+    twins, bound = ShapesSource(6, twins=True), ShapesSource(6, twins=True, bind=True)
+    kinds = {"binding": 0, "mirror": 0}
+    for i in range(0, 60, 2):
+        first, second = bound.scene(i), bound.scene(i + 1)
+        assert first == twins.scene(i)  # even items are the plain stream's
+        if second == binding_twin(first):
+            kinds["binding"] += 1
+            assert len({o.motion for o in first.objects}) >= 2
+        elif second == twins.scene(i + 1):
+            kinds["mirror"] += 1
+    assert kinds["binding"] >= 5 and kinds["mirror"] >= 10 and sum(kinds.values()) >= 28
+    assert load_config("smoke-dit", {"twins": True, "bind": True})[0].bind
+    with pytest.raises(TrainError):
+        load_config("smoke-dit", {"bind": True})  # bind without twins has nothing to choose
+    with pytest.raises(ValueError):
+        ShapesSource(6, bind=True)
 
 
 def test_movers_share_sets_how_many_scenes_move_by_direction_and_leaves_the_plain_stream_alone() -> None:

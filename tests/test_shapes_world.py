@@ -22,6 +22,7 @@ from generator.data import (
     Scene,
     ShapesStream,
     analyse_clip,
+    binding_twin,
     direction_twin,
     make_scene,
     render_clip,
@@ -292,6 +293,29 @@ def test_direction_twins_reverse_what_the_analyser_measures(rendered):
     # A twin that would show a held-out fact is not made for training.
     held = make_scene(np.random.default_rng(2), "black", [("green", "triangle", "right")])
     assert direction_twin(held) is None and direction_twin(held, allow_held_out=True) is not None
+
+
+def test_binding_twins_exchange_which_object_does_what_as_the_analyser_sees_it(rendered):
+    items, _, _ = rendered
+    mixed = [s for s in items if len({o.motion for o in s.objects}) >= 2][:4]
+    assert len(mixed) >= 3
+    for scene in mixed:
+        twin = binding_twin(scene, allow_held_out=True)
+        assert twin is not None and twin.background == scene.background
+        # Same paths and shapes, colours passed on one place: who does what is all that changed.
+        assert [(o.shape, o.motion, o.x, o.y, o.dx, o.dy) for o in twin.objects] == \
+            [(o.shape, o.motion, o.x, o.y, o.dx, o.dy) for o in scene.objects]
+        colours = [o.colour for o in scene.objects]
+        assert [o.colour for o in twin.objects] == colours[-1:] + colours[:-1]
+        analysis = analyse_clip(render_clip(twin, 128, 128, 16, FPS))
+        assert score(analysis, twin)["motion"] and not score(analysis, scene)["motion"]
+    # Nothing to exchange for one object or objects that all move alike; held-out facts are not made.
+    one = make_scene(np.random.default_rng(2), "black", [("red", "circle", "right")])
+    alike = make_scene(np.random.default_rng(2), "black", [("red", "circle", "up"), ("blue", "star", "up")])
+    assert binding_twin(one) is None and binding_twin(alike) is None
+    held = make_scene(np.random.default_rng(2), "black", [("green", "star", "right"), ("red", "triangle", "left")])
+    assert binding_twin(held) is None  # its twin's green triangle would move left: held out
+    assert ("green", "triangle", "left") in binding_twin(held, allow_held_out=True).facts
 
 
 def test_temporal_stability_measures(rendered):

@@ -31,7 +31,7 @@ import torch.utils.data
 
 from ..errors import GeneratorError
 from ..generate import fit_frame
-from .shapes import DIRECTIONS, MOTIONS, Scene, direction_twin, render_clip, sample_scene
+from .shapes import DIRECTIONS, MOTIONS, Scene, binding_twin, direction_twin, render_clip, sample_scene
 
 T = TypeVar("T")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -50,18 +50,26 @@ class ShapesSource:
     image whose caption names the opposite directions), when that twin shows no held-out fact: a
     batch of even size then holds each scene beside its twin. With `movers` p, a share p of the
     scenes (decided per item by its own draw) has every object moving left, right, up or down: a
-    motion-heavy mix for teaching direction words; 0 leaves the stream as it was.
+    motion-heavy mix for teaching direction words; 0 leaves the stream as it was. With `bind` as well,
+    a scene whose objects do different things gets its `binding_twin` instead (the same paths, the
+    colours exchanged): pairs that differ only in which object does what.
     """
 
-    def __init__(self, seed: int, *, allow_held_out: bool = False, twins: bool = False, movers: float = 0.0) -> None:
+    def __init__(self, seed: int, *, allow_held_out: bool = False, twins: bool = False, movers: float = 0.0,
+                 bind: bool = False) -> None:
         if not 0.0 <= movers <= 1.0:
             raise ValueError(f"movers is a share between 0 and 1, not {movers!r}")
+        if bind and not twins:
+            raise ValueError("bind chooses which twin an item gets: it needs twins")
         self.seed, self.allow_held_out, self.twins, self.movers = int(seed), allow_held_out, twins, float(movers)
+        self.bind = bind
 
     def _twin(self, index: int) -> Scene | None:
         if not self.twins or index % 2 == 0:
             return None
-        return direction_twin(self.scene(index - 1), allow_held_out=self.allow_held_out)
+        scene = self.scene(index - 1)
+        twin = binding_twin(scene, allow_held_out=self.allow_held_out) if self.bind else None
+        return twin or direction_twin(scene, allow_held_out=self.allow_held_out)
 
     def _drawn(self, index: int) -> tuple[Scene, np.random.Generator]:
         """Item `index`'s scene and the rng its caption is then drawn from."""

@@ -151,6 +151,13 @@ class Scene:
         light = math.atan2(sy * math.sin(self.light_angle), sx * math.cos(self.light_angle))
         return dataclasses.replace(self, objects=objects, pan=(sx * self.pan[0], sy * self.pan[1]), light_angle=light)
 
+    def recoloured(self) -> Scene:
+        """This scene with its objects' colours passed on one place (the first object's colour to the
+        second, ..., the last's to the first); shapes, positions, paths and nuisances are kept."""
+        colours = [obj.colour for obj in self.objects]
+        objects = tuple(dataclasses.replace(obj, colour=colours[i - 1]) for i, obj in enumerate(self.objects))
+        return dataclasses.replace(self, objects=objects)
+
     def to_dict(self) -> dict:
         """A JSON-ready description (format version 1) for shard sets and evaluation records."""
         return {"version": 1, **dataclasses.asdict(self)}
@@ -342,6 +349,20 @@ def direction_twin(scene: Scene, *, allow_held_out: bool = False) -> Scene | Non
     vertical = bool(motions & {"up", "down"})
     horizontal = bool(motions & {"left", "right"}) or not vertical
     twin = scene.mirrored(horizontal, vertical)
+    if not allow_held_out and set(twin.facts) & set(HELD_OUT):
+        return None
+    return twin
+
+
+def binding_twin(scene: Scene, *, allow_held_out: bool = False) -> Scene | None:
+    """The same scene with its objects' colours exchanged, for a scene of 2 or 3 objects that do
+    different things: the pair shows the same paths and differs only in which coloured object takes
+    which, so only the caption's binding of colour to shape and motion tells them apart (what a
+    two-object prompt needs and a mirror twin does not teach). None for one object, for objects that
+    all move alike, or if the twin would show a held-out fact."""
+    if len(scene.objects) < 2 or len({obj.motion for obj in scene.objects}) < 2:
+        return None
+    twin = scene.recoloured()
     if not allow_held_out and set(twin.facts) & set(HELD_OUT):
         return None
     return twin
