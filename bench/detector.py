@@ -93,6 +93,11 @@ def laundered_copies(path: Path, label: str) -> dict[str, Path]:
     return out
 
 
+def flicker(analysis: object) -> float | None:
+    """The ``temporal_flicker`` signal's score of one ``analyse_file`` result (None when it had too few frames)."""
+    return next((s.score for s in analysis.signals if s.name == "temporal_flicker"), None)  # type: ignore[attr-defined]
+
+
 def clip_level(kit: Path, weights: Path, out: Path) -> list[dict]:
     loaded = load_checkpoint(weights)
     sources = {"bikes": real_clip_frames("bikes", 1)[150:250],
@@ -114,7 +119,8 @@ def clip_level(kit: Path, weights: Path, out: Path) -> list[dict]:
                 rows.append({"clip": name, "variant": variant, "condition": condition, "label": int(variant != "real"),
                              "probability": det.probability if det else None, "flagged": bool(det and det.flagged),
                              "in_scope": bool(det and det.in_scope),
-                             "signals": [s.name for s in rep.signals if s.flagged], "seconds": rep.timings_s["total"]})
+                             "signals": [s.name for s in rep.signals if s.flagged], "flicker": flicker(rep),
+                             "seconds": rep.timings_s["total"]})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -203,7 +209,11 @@ def own_generated(out: Path, models: dict[str, Path], n: int = 12) -> list[dict]
                     row["watermark"] = detect_for_instance(settings, path).present
                     row["manifest"] = verify_file(path, trust).state
                 for name, model in loaded.items():
-                    det = analyse_file(path, model=model).detector
+                    analysis = analyse_file(path, model=model)
+                    det = analysis.detector
+                    if name == "model":  # the signals do not depend on the model
+                        row["signals"] = [s.name for s in analysis.signals if s.flagged]
+                        row["flicker"] = flicker(analysis)
                     row[name] = {"probability": det.probability if det else None, "flagged": bool(det and det.flagged),
                                  "in_scope": bool(det and det.in_scope),
                                  "scope": det.scope_reasons if det else ["no model"]}
@@ -330,8 +340,16 @@ def targets(report, heavy_fpr, n_heavy, clips, own, speed) -> list[str]:  # noqa
     return ["## Against the targets of issue 8", "", "| target | measured | |", "|---|---|---|", *rows, ""]
 
 
-def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: str | None) -> list[str]:
-    """The table of veriframe's own clips and their rendered scenes per laundering step."""
+def span(rows: list[dict]) -> str:
+    """The lowest-highest temporal flicker of some benchmark rows, in grey levels."""
+    values = [r["flicker"] for r in rows if r.get("flicker") is not None]
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+
+
+def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: str | None,
+                clips: list[dict]) -> list[str]:
+    """The table of veriframe's own clips and their rendered scenes per laundering step (``clips``: the
+    clip-level rows, whose real clips give the flicker of real footage beside it)."""
     models = [m for m in ("model", "baseline") if own and m in own[0]]
     lines = ["## veriframe's own generated clips (fresh: captions and seeds the kit never used)", "",
              f"{n_clips} clips from `weights/generator-tiny` at its defaults (16 Euler steps, guidance 5, 2 s at "
@@ -345,22 +363,27 @@ def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: 
              f"a clip out of the model's scope (a side under {smallest_crop} px, or under its bits-per-pixel floor) "
              "is never flagged.", "",
              "| condition | own clips flagged (TPR) | in scope | median P(AI) | watermark found | manifest | "
-             "rendered scenes flagged (FPR) |"
+             "rendered scenes flagged (FPR) | any signal flagged: own / rendered | temporal flicker: own / rendered |"
              + "".join(f" `{baseline_id}` (--baseline-weights): own flagged |" for _ in models[1:]),
-             "|---|---:|---:|---:|---:|---|---:|" + "---:|" * (len(models) - 1)]
+             "|---|---:|---:|---:|---:|---|---:|---:|---|" + "---:|" * (len(models) - 1)]
     for cond in ("signed", *LAUNDERING):
         ai = [r for r in own if r["condition"] == cond and r["label"] == 1]
         hit, scope, n = own_rates(own, cond, 1)
         fp, _, n_real = own_rates(own, cond, 0)
         probs = [r["model"]["probability"] for r in ai if r["model"]["probability"] is not None]
         states = sorted({r["manifest"] for r in ai})
+        real = [r for r in own if r["condition"] == cond and r["label"] == 0]
+        signals = " / ".join(f"{sum(bool(r.get('signals')) for r in rows)}/{len(rows)}" for rows in (ai, real))
         extra = "".join(f" {own_rates(own, cond, 1, m)[0]}/{n} |" for m in models[1:])
         lines.append(f"| {cond} | {hit}/{n} | {scope}/{n} | {fmt(float(np.median(probs)) if probs else None, 4)} | "
-                     f"{sum(r['watermark'] for r in ai)}/{n} | {', '.join(states)} | {fp}/{n_real} |{extra}")
+                     f"{sum(r['watermark'] for r in ai)}/{n} | {', '.join(states)} | {fp}/{n_real} | {signals} | "
+                     f"{span(ai)} / {span(real)} |{extra}")
     out_of_scope = sorted({reason.split(":")[0] for r in own for reason in r["model"]["scope"]})
     lines += ["", "Steps: `signed` as issued; `crf28` H.264 CRF 28 re-encode at full size; `half` 50% downscale "
               "(area) at CRF 18; `laundered` both. Out-of-scope reasons seen: "
-              f"{', '.join(out_of_scope) or 'none'}.", ""]
+              f"{', '.join(out_of_scope) or 'none'}. Temporal flicker: the `temporal_flicker` signal's score "
+              "(grey levels; it flags above 3), lowest-highest over the clips; the real clips of the clip-level "
+              "table score " + span([r for r in clips if not r["label"]]) + " over all their conditions.", ""]
     return lines
 
 
@@ -403,10 +426,12 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
     lines += leftovers_section(left)
     if clips:
         lines += ["## Clip level (`analyse_file`, 4-5 s clips at native size)", "",
-                  "| clip | variant | condition | P(AI) | flagged | signals flagged |", "|---|---|---|---:|---|---|"]
+                  "| clip | variant | condition | P(AI) | flagged | signals flagged | temporal flicker |",
+                  "|---|---|---|---:|---|---|---:|"]
         for r in clips:
             lines.append(f"| {r['clip']} | {r['variant']} | {r['condition']} | {fmt(r['probability'], 4)} | "
-                         f"{'yes' if r['flagged'] else 'no'} | {', '.join(r['signals']) or '-'} |")
+                         f"{'yes' if r['flagged'] else 'no'} | {', '.join(r['signals']) or '-'} | "
+                         f"{fmt(r.get('flicker'), 2)} |")
         for cond in ("crf18", *LAUNDERING):
             ai = [r for r in clips if r["label"] and r["condition"] == cond]
             real = [r for r in clips if not r["label"] and r["condition"] == cond]
@@ -415,7 +440,7 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
         lines.append("")
     if own:
         lines += own_section(own, args.own_clips, loaded.config.smallest_crop,
-                             load_checkpoint(args.baseline_weights).model_id if args.baseline_weights else None)
+                             load_checkpoint(args.baseline_weights).model_id if args.baseline_weights else None, clips)
     lines += targets(report, heavy_fpr, n_heavy, clips, own, speed)
     lines += ["## Speed: a 10 s 720p clip (300 frames, H.264 CRF 23), one process, after one warm-up", "",
               "| stage | seconds |", "|---|---:|"]
