@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from detector import ClipAnalysis, analyse_file, evaluate_detector, load_checkpoint  # noqa: E402
+from detector import ClipAnalysis, DetectorReport, analyse_file, evaluate_detector, load_checkpoint  # noqa: E402
 from detector.augment import video_codec_roundtrip  # noqa: E402
 from detector.calibration import reliability, write_reliability_plot  # noqa: E402
 from detector.datakit import HELD_OUT, build_kit, real_clip_frames, reconstructor  # noqa: E402
@@ -93,9 +93,9 @@ def laundered_copies(path: Path, label: str) -> dict[str, Path]:
     return out
 
 
-def flicker(analysis: object) -> float | None:
+def flicker(analysis: DetectorReport) -> float | None:
     """The ``temporal_flicker`` signal's score of one ``analyse_file`` result (None when it had too few frames)."""
-    return next((s.score for s in analysis.signals if s.name == "temporal_flicker"), None)  # type: ignore[attr-defined]
+    return next((s.score for s in analysis.signals if s.name == "temporal_flicker"), None)
 
 
 def clip_level(kit: Path, weights: Path, out: Path) -> list[dict]:
