@@ -296,9 +296,14 @@ def main() -> None:
                    time.perf_counter() - began)
 
 
+def own_rows(own: list[dict], condition: str, label: int) -> list[dict]:
+    """The rows of veriframe's own clips (label 1) or their rendered scenes (0) under one condition."""
+    return [r for r in own if r["condition"] == condition and r["label"] == label]
+
+
 def own_rates(own: list[dict], condition: str, label: int, model: str = "model") -> tuple[int, int, int]:
     """(flagged, in scope, all) of veriframe's own clips (label 1) or their rendered scenes (0)."""
-    rows = [r for r in own if r["condition"] == condition and r["label"] == label and model in r]
+    rows = [r for r in own_rows(own, condition, label) if model in r]
     return (sum(r[model]["flagged"] for r in rows), sum(r[model]["in_scope"] for r in rows), len(rows))
 
 
@@ -367,12 +372,11 @@ def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: 
              + "".join(f" `{baseline_id}` (--baseline-weights): own flagged |" for _ in models[1:]),
              "|---|---:|---:|---:|---:|---|---:|---:|---|" + "---:|" * (len(models) - 1)]
     for cond in ("signed", *LAUNDERING):
-        ai = [r for r in own if r["condition"] == cond and r["label"] == 1]
+        ai, real = own_rows(own, cond, 1), own_rows(own, cond, 0)
         hit, scope, n = own_rates(own, cond, 1)
         fp, _, n_real = own_rates(own, cond, 0)
         probs = [r["model"]["probability"] for r in ai if r["model"]["probability"] is not None]
         states = sorted({r["manifest"] for r in ai})
-        real = [r for r in own if r["condition"] == cond and r["label"] == 0]
         signals = " / ".join(f"{sum(bool(r.get('signals')) for r in rows)}/{len(rows)}" for rows in (ai, real))
         extra = "".join(f" {own_rates(own, cond, 1, m)[0]}/{n} |" for m in models[1:])
         lines.append(f"| {cond} | {hit}/{n} | {scope}/{n} | {fmt(float(np.median(probs)) if probs else None, 4)} | "
