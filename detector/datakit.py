@@ -115,26 +115,32 @@ def flat_animation(n: int, w: int = 480, h: int = 270, seed: int = 3) -> list[np
     return frames
 
 
-def camera_pipeline(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def camera_pipeline(rgb: np.ndarray, rng: np.random.Generator,
+                    settings: np.random.Generator | None = None) -> np.ndarray:
     """A plausible camera's rendering of a scene: optics blur, RGGB mosaic, shot + read noise,
     demosaicing, tone curve, sharpening and JPEG. The input is first downscaled (area) so its own
-    processing traces are averaged away and the simulated pipeline's dominate."""
+    processing traces are averaged away and the simulated pipeline's dominate.
+
+    ``settings`` draws the camera's settings (blur, gain, demosaicing, sharpening, JPEG quality) and
+    ``rng`` the noise; a clip passes a fresh generator of one seed as ``settings`` for every frame, so
+    one camera films it with new noise each frame. Without it, ``rng`` draws both."""
+    cam = rng if settings is None else settings
     scene = cv2.resize(rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    scene = cv2.GaussianBlur(scene ** 2.2, (0, 0), rng.uniform(0.4, 0.9))  # to linear light, lens blur
+    scene = cv2.GaussianBlur(scene ** 2.2, (0, 0), cam.uniform(0.4, 0.9))  # to linear light, lens blur
     h, w = scene.shape[0] // 2 * 2, scene.shape[1] // 2 * 2
     bayer = np.empty((h, w), np.float32)
     bayer[0::2, 0::2], bayer[0::2, 1::2] = scene[0:h:2, 0:w:2, 0], scene[0:h:2, 1:w:2, 1]
     bayer[1::2, 0::2], bayer[1::2, 1::2] = scene[1:h:2, 0:w:2, 1], scene[1:h:2, 1:w:2, 2]
-    gain = rng.uniform(200, 2000)  # photons at full scale: low = noisy (high ISO)
-    bayer = rng.poisson(np.clip(bayer, 0, 1) * gain) / gain + rng.normal(0, rng.uniform(0.001, 0.004), bayer.shape)
+    gain = cam.uniform(200, 2000)  # photons at full scale: low = noisy (high ISO)
+    bayer = rng.poisson(np.clip(bayer, 0, 1) * gain) / gain + rng.normal(0, cam.uniform(0.001, 0.004), bayer.shape)
     raw = np.clip(bayer * 255, 0, 255).astype(np.uint8)
-    method = cv2.COLOR_BayerRG2RGB if rng.random() < 0.5 else cv2.COLOR_BayerRG2RGB_EA
+    method = cv2.COLOR_BayerRG2RGB if cam.random() < 0.5 else cv2.COLOR_BayerRG2RGB_EA
     lin = cv2.cvtColor(raw, method).astype(np.float32) / 255  # cv2's RG pattern: same RGGB layout
     out = np.clip(lin, 0, 1) ** (1 / 2.2)
-    sharp = out + rng.uniform(0.0, 0.6) * (out - cv2.GaussianBlur(out, (0, 0), 1.0))
+    sharp = out + cam.uniform(0.0, 0.6) * (out - cv2.GaussianBlur(out, (0, 0), 1.0))
     out8 = np.clip(sharp * 255 + 0.5, 0, 255).astype(np.uint8)
     from .augment import jpeg
-    return jpeg(out8, int(rng.integers(80, 97)))
+    return jpeg(out8, int(cam.integers(80, 97)))
 
 
 # --- AI side: reconstruction families -----------------------------------------------------------

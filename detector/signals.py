@@ -123,29 +123,61 @@ FLICKER_COMPUTATION = (
 FLICKER_THRESHOLD = 3.0
 
 
-def temporal_flicker(windows: Sequence[np.ndarray], threshold: float = FLICKER_THRESHOLD) -> Signal:
-    """Frame-to-frame changes that motion does not explain and that reverse (flicker, boiling texture)."""
-    name = "temporal_flicker"
-    runs = [w for w in windows if w.shape[0] >= 3 and min(w.shape[1:]) >= 32]
-    if not runs:
-        return Signal(name, None, threshold, False, "needs at least 3 consecutive frames of 32 px or more",
-                      FLICKER_COMPUTATION)
-    per_t: list[float] = []
-    for run in runs:
+@dataclass(frozen=True)
+class CompensatedStep:
+    """Frame t of a run of consecutive frames with its neighbours warped onto it (optical flow), all luma
+    float32 at the signal's working size (at most 256 px wide). Shared by `temporal_flicker` and the
+    learned temporal head (`detector.temporal`), so one Farneback pass serves both."""
+
+    prev: np.ndarray  # warp(x[t-1]) onto x[t]
+    cur: np.ndarray  # x[t]
+    next: np.ndarray  # warp(x[t+1]) onto x[t]
+
+    @property
+    def d2(self) -> np.ndarray:
+        """The motion-compensated second-order difference: change that reverses from frame to frame."""
+        return self.prev + self.next - 2 * self.cur
+
+
+def block_means(a: np.ndarray, size: int = 8) -> np.ndarray:
+    """``a`` averaged over non-overlapping ``size x size`` blocks (the edge remainder is dropped)."""
+    h, w = a.shape[0] // size * size, a.shape[1] // size * size
+    return a[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3))
+
+
+def compensated_steps(windows: Sequence[np.ndarray]) -> list[CompensatedStep]:
+    """Every inner frame of every run (>= 3 frames of >= 32 px) with both neighbours motion-compensated."""
+    steps: list[CompensatedStep] = []
+    for run in windows:
+        if run.shape[0] < 3 or min(run.shape[1:]) < 32:
+            continue
         scale = min(1.0, 256 / run.shape[2])
         small = [cv2.resize(f.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
                  if scale < 1 else f.astype(np.float32) for f in run]
         u8 = [np.clip(f, 0, 255).astype(np.uint8) for f in small]
         for t in range(1, len(small) - 1):
-            d2 = _warp_f(small[t - 1], u8[t - 1], u8[t]) + _warp_f(small[t + 1], u8[t + 1], u8[t]) - 2 * small[t]
-            h, w = d2.shape[0] // 8 * 8, d2.shape[1] // 8 * 8
-            blocks = np.abs(d2[:h, :w].reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3)))
-            per_t.append(float(np.percentile(blocks, 75)))
+            steps.append(CompensatedStep(_warp_f(small[t - 1], u8[t - 1], u8[t]), small[t],
+                                         _warp_f(small[t + 1], u8[t + 1], u8[t])))
+    return steps
+
+
+def temporal_flicker(windows: Sequence[np.ndarray], threshold: float = FLICKER_THRESHOLD, *,
+                     steps: Sequence[CompensatedStep] | None = None) -> Signal:
+    """Frame-to-frame changes that motion does not explain and that reverse (flicker, boiling texture).
+
+    ``steps``: the `compensated_steps` of ``windows`` when the caller has them already."""
+    name = "temporal_flicker"
+    steps = compensated_steps(windows) if steps is None else steps
+    if not steps:
+        return Signal(name, None, threshold, False, "needs at least 3 consecutive frames of 32 px or more",
+                      FLICKER_COMPUTATION)
+    per_t = [float(np.percentile(np.abs(block_means(s.d2)), 75)) for s in steps]
     score = float(np.median(per_t))
     flagged = score > threshold
     summary = (f"local brightness flickers frame to frame ({score:.2f} grey levels after motion compensation)"
                if flagged else f"no temporal flicker above {threshold:.1f} grey levels ({score:.2f})")
-    details = {"windows": len(runs), "steps": len(per_t), "p90": round(float(np.percentile(per_t, 90)), 3)}
+    runs = sum(1 for w in windows if w.shape[0] >= 3 and min(w.shape[1:]) >= 32)
+    details = {"windows": runs, "steps": len(per_t), "p90": round(float(np.percentile(per_t, 90)), 3)}
     return Signal(name, round(score, 4), threshold, flagged, summary, FLICKER_COMPUTATION, details)
 
 
@@ -342,11 +374,12 @@ def _blocking_grid(frames: Sequence[np.ndarray]) -> dict[str, Any]:
 
 
 def compute_signals(path: str | os.PathLike[str], *, frames: Sequence[np.ndarray], windows: Sequence[np.ndarray],
-                    container: str = "", codec: str = "") -> list[Signal]:
-    """All four signals for one file, in report order."""
+                    container: str = "", codec: str = "",
+                    steps: Sequence[CompensatedStep] | None = None) -> list[Signal]:
+    """All four signals for one file, in report order (``steps``: the windows' `compensated_steps`)."""
     return [
         spectral_peaks(frames),
-        temporal_flicker(windows),
+        temporal_flicker(windows, steps=steps),
         noise_consistency(frames),
         encoding_history(metadata_bytes(Path(path)), container=container, codec=codec, frames=frames),
     ]
