@@ -367,6 +367,36 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+@train.command("temporal-head")
+@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The data kit folder (built by `detector.datakit.build_kit`); its clips/ subfolder is built "
+                   "here when missing.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (temporal.safetensors).")
+@click.option("--hidden", type=click.IntRange(0), default=8, show_default=True,
+              help="Hidden units (0: logistic regression).")
+@click.option("--weight-decay", type=click.FloatRange(0.0), default=1e-3, show_default=True)
+@click.option("--target-fpr", type=click.FloatRange(0.0001, 0.5), default=0.01, show_default=True)
+@click.option("--dit-clips", type=click.IntRange(3), default=96, show_default=True,
+              help="DiT clips sampled for a new clip kit.")
+@click.option("--extra-scenes", type=click.IntRange(0), default=120, show_default=True,
+              help="Rendered-only Shapes scenes for a new clip kit.")
+@click.option("--rebuild", is_flag=True, help="Build the clip kit again even if DATA/clips exists.")
+def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, target_fpr: float, dit_clips: int,
+                       extra_scenes: int, rebuild: bool) -> None:
+    """Fit the detector's temporal head on whole clips (issued and laundered), calibrated on real clips."""
+    from detector.clipkit import KIT_DIR_NAME, build_clip_kit
+    from detector.train_temporal import train_temporal_head
+
+    if rebuild or not (data / KIT_DIR_NAME / "features.npz").is_file():
+        build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes)
+    try:
+        summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr)
+    except ValueError as exc:  # unusable kit: the message says what is missing
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
 def _generator_train_command(kind: str, default_config: str):  # -> click.Command
     @train.command(kind)
     @click.option("--config", "config", default=default_config, show_default=True,

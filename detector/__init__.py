@@ -1,10 +1,12 @@
 """veriframe's AI-origin detector: a timm model on forensic residuals, training-free signals, verdicts.
 
 Public API:
-- `analyse_file(path, limits, model=None) -> DetectorReport` (detector scores + signals for one file)
-- `ClipAnalysis(path, info, model=None)` (the same, fed by a decode pass the caller shares with other checks)
+- `analyse_file(path, limits, model=None, temporal=None) -> DetectorReport` (frame model and temporal head
+  scores + signals for one file)
+- `ClipAnalysis(path, info, model=None, temporal=None)` (the same, fed by a decode pass the caller shares)
 - `verdict(report, detector_result, signals) -> Verdict` (pure; all evidence -> one label with reasons)
 - `train_detector(...)`, `evaluate_detector(...)` (train/eval on a labelled folder or CSV)
+- `detector.temporal` (the temporal head), `detector.clipkit` and `detector.train_temporal` (its data and fit)
 - `build_model`, `DetectorConfig`, `DETECTOR_MODELS` (the model factory and its registered presets)
 - `load_checkpoint`, `save_checkpoint`, `Calibration`, `residual`
 """

@@ -33,11 +33,13 @@ from media import Frame, FrameRequest, MediaInfo, MediaLimits, feed_frames, prob
 from .checkpoint import LoadedDetector, load_checkpoint
 from .heatmap import PatchMaps
 from .sampling import crop_batch, grid_positions, plan_frames
-from .signals import Signal, compute_signals
+from .signals import Signal, compensated_steps, compute_signals
+from .temporal import LoadedTemporalHead, TemporalResult, load_head, temporal_features
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "detector" / "detector.safetensors"
+DEFAULT_TEMPORAL = DEFAULT_WEIGHTS.with_name("temporal.safetensors")
 # Below this many bits per pixel per frame the codec has erased the traces the detector reads.
 MIN_VIDEO_BPP = 0.02
 MIN_STILL_BPP = 0.5
@@ -45,6 +47,7 @@ REPORT_VERSION = 1
 
 _default_lock = threading.Lock()
 _default: LoadedDetector | None = None
+_default_temporal: LoadedTemporalHead | None = None
 
 
 def default_detector() -> LoadedDetector | None:
@@ -60,9 +63,27 @@ def default_detector() -> LoadedDetector | None:
         return _default
 
 
+def default_temporal_head() -> LoadedTemporalHead | None:
+    """The installed temporal head (``weights/detector/temporal.safetensors`` or
+    ``$VERIFRAME_TEMPORAL_WEIGHTS``), loaded once per process; None when none is installed."""
+    global _default_temporal
+    with _default_lock:
+        if _default_temporal is None:
+            path = Path(os.environ.get("VERIFRAME_TEMPORAL_WEIGHTS") or DEFAULT_TEMPORAL)
+            if not path.is_file():
+                log.warning("no temporal head at %s: the detector reads single frames only", path)
+                return None
+            _default_temporal = load_head(path)
+        return _default_temporal
+
+
 @dataclass
 class DetectorResult:
-    """The model's view of one file; probabilities are calibrated, ``flagged`` uses the raw threshold."""
+    """The detector's view of one file: the frame model's scores (``probability``, ``logit``, ``frames``,
+    ``heatmap``; ``in_scope`` and ``scope_reasons`` are about the frame model) and the temporal head's
+    (``temporal``, for clips with runs of consecutive frames). ``frame_flagged``: the frame model's clip
+    logit is above its threshold; ``flagged``: the frame model or the temporal head flagged the clip.
+    Probabilities are calibrated; each decision uses its own raw threshold."""
 
     model_id: str
     in_scope: bool
@@ -70,6 +91,7 @@ class DetectorResult:
     probability: float | None = None
     logit: float | None = None
     flagged: bool = False
+    frame_flagged: bool = False
     threshold_probability: float | None = None
     target_fpr: float | None = None
     calibrated: bool = False
@@ -77,6 +99,13 @@ class DetectorResult:
     heatmap: list[list[float]] | None = None  # rows*h x cols*w probabilities, averaged over frames
     heatmap_cell_px: int | None = None
     crops_per_frame: int = 0
+    temporal: TemporalResult | None = None
+
+    def with_temporal(self, temporal: TemporalResult | None) -> DetectorResult:
+        """This result with the temporal head's, ``flagged`` updated to either decision."""
+        self.temporal = temporal
+        self.flagged = self.frame_flagged or bool(temporal and temporal.flagged)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +176,7 @@ def _run_model(loaded: LoadedDetector,
                      {i: prob(p) for i, p in zip(indices, per_frame, strict=True)}, prob(patches))
     result = DetectorResult(
         model_id=loaded.model_id, in_scope=True, scope_reasons=[], probability=round(float(prob(clip_logit)), 4),
-        logit=round(clip_logit, 4), flagged=clip_logit > threshold,
+        logit=round(clip_logit, 4), flagged=clip_logit > threshold, frame_flagged=clip_logit > threshold,
         threshold_probability=round(float(prob(threshold)), 4), target_fpr=cal.target_fpr if cal else None,
         calibrated=cal is not None,
         frames=[{"index": i, "time_s": round(rgb[i][0], 3), "probability": round(float(p), 4),
@@ -164,10 +193,13 @@ class ClipAnalysis:
     hands them over, `finish()` computes the report. Only the planned frames are kept."""
 
     def __init__(self, path: str | os.PathLike[str], info: MediaInfo,
-                 model: LoadedDetector | str | os.PathLike[str] | None = None):
+                 model: LoadedDetector | str | os.PathLike[str] | None = None,
+                 temporal: LoadedTemporalHead | str | os.PathLike[str] | None = None):
         self.path, self.info = Path(path), info
         self.loaded = default_detector() if model is None else model if isinstance(model, LoadedDetector) \
             else load_checkpoint(model)
+        self.temporal = default_temporal_head() if temporal is None else temporal \
+            if isinstance(temporal, LoadedTemporalHead) else load_head(temporal)
         self.plan = plan_frames(info.frame_count or 1, self.loaded.config.frames if self.loaded else 8)
         self.rgb: dict[int, tuple[float, np.ndarray]] = {}
         self.gray: dict[int, np.ndarray] = {}
@@ -191,9 +223,17 @@ class ClipAnalysis:
                  for i in sorted(rgb)]
         windows = [np.stack([gray[i].astype(np.float32) for i in w if i in gray]) for w in plan.windows
                    if all(i in gray for i in w)]
+        # one optical-flow pass for the flicker signal and the temporal head (which needs the flow check)
+        steps = compensated_steps(windows, reliability=self.temporal is not None)
+        timings["optical_flow"] = time.perf_counter() - t
+        t = time.perf_counter()
         signals = compute_signals(self.path, frames=lumas, windows=windows, container=self.info.container,
-                                  codec=self.info.video_codec)
+                                  codec=self.info.video_codec, steps=steps)
         timings["signals"] = time.perf_counter() - t
+        t = time.perf_counter()
+        features = temporal_features(steps) if self.temporal is not None else None
+        temporal = self.temporal.score(features) if self.temporal is not None and features is not None else None
+        timings["temporal"] = time.perf_counter() - t
         t = time.perf_counter()
         result: DetectorResult | None = None
         maps: PatchMaps | None = None
@@ -206,6 +246,7 @@ class ClipAnalysis:
                 result = DetectorResult(loaded.model_id, False, scope_reasons or ["no frame decoded"])
             else:
                 result, maps = _run_model(loaded, rgb)
+            result.with_temporal(temporal)
         timings["detector"] = time.perf_counter() - t
         timings["total"] = sum(timings.values())
         return DetectorReport(result, signals, scope_reasons or ([] if loaded else ["no detector weights installed"]),
@@ -213,11 +254,13 @@ class ClipAnalysis:
 
 
 def analyse_file(path: str | os.PathLike[str], limits: MediaLimits = MediaLimits(),
-                 model: LoadedDetector | str | os.PathLike[str] | None = None) -> DetectorReport:
-    """Detector scores and forensic signals for one clip or still; ``model`` is a loaded detector, a
-    checkpoint path, or None for the installed default (absent weights leave ``detector`` None)."""
+                 model: LoadedDetector | str | os.PathLike[str] | None = None,
+                 temporal: LoadedTemporalHead | str | os.PathLike[str] | None = None) -> DetectorReport:
+    """Detector scores and forensic signals for one clip or still; ``model`` (the frame model) and
+    ``temporal`` (the temporal head) are loaded models, checkpoint paths, or None for the installed
+    defaults (absent frame-model weights leave ``detector`` None)."""
     began = time.perf_counter()
-    analysis = ClipAnalysis(path, probe(path, limits), model)
+    analysis = ClipAnalysis(path, probe(path, limits), model, temporal)
     # Alone, nothing needs the frames after the last planned one (verify_clip's shared pass reads on).
     feed_frames(path, limits, analysis.requests(), stop_when_done=True)
     return analysis.finish(time.perf_counter() - began)

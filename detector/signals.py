@@ -132,6 +132,7 @@ class CompensatedStep:
     prev: np.ndarray  # warp(x[t-1]) onto x[t]
     cur: np.ndarray  # x[t]
     next: np.ndarray  # warp(x[t+1]) onto x[t]
+    reliable: np.ndarray | None = None  # bool: both flows pass the forward-backward check (when asked for)
 
     @property
     def d2(self) -> np.ndarray:
@@ -145,8 +146,10 @@ def block_means(a: np.ndarray, size: int = 8) -> np.ndarray:
     return a[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3))
 
 
-def compensated_steps(windows: Sequence[np.ndarray]) -> list[CompensatedStep]:
-    """Every inner frame of every run (>= 3 frames of >= 32 px) with both neighbours motion-compensated."""
+def compensated_steps(windows: Sequence[np.ndarray], *, reliability: bool = False) -> list[CompensatedStep]:
+    """Every inner frame of every run (>= 3 frames of >= 32 px) with both neighbours motion-compensated;
+    ``reliability`` also marks the pixels whose flows pass a forward-backward check (twice the flow
+    work: occlusions and failed flow on fast or spinning objects look like flicker without it)."""
     steps: list[CompensatedStep] = []
     for run in windows:
         if run.shape[0] < 3 or min(run.shape[1:]) < 32:
@@ -156,8 +159,8 @@ def compensated_steps(windows: Sequence[np.ndarray]) -> list[CompensatedStep]:
                  if scale < 1 else f.astype(np.float32) for f in run]
         u8 = [np.clip(f, 0, 255).astype(np.uint8) for f in small]
         for t in range(1, len(small) - 1):
-            steps.append(CompensatedStep(_warp_f(small[t - 1], u8[t - 1], u8[t]), small[t],
-                                         _warp_f(small[t + 1], u8[t + 1], u8[t])))
+            (prev, ok_p), (nxt, ok_n) = (_warp(small[s], u8[s], u8[t], reliability) for s in (t - 1, t + 1))
+            steps.append(CompensatedStep(prev, small[t], nxt, ok_p & ok_n if reliability else None))
     return steps
 
 
@@ -181,12 +184,28 @@ def temporal_flicker(windows: Sequence[np.ndarray], threshold: float = FLICKER_T
     return Signal(name, round(score, 4), threshold, flagged, summary, FLICKER_COMPUTATION, details)
 
 
-def _warp_f(src: np.ndarray, src_u8: np.ndarray, ref_u8: np.ndarray) -> np.ndarray:
-    """Float ``src`` warped onto the reference, with the flow estimated on the 8-bit frames."""
-    flow = cv2.calcOpticalFlowFarneback(ref_u8, src_u8, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    h, w = ref_u8.shape
+def _flow(ref_u8: np.ndarray, src_u8: np.ndarray) -> np.ndarray:
+    """(h, w, 2): where each pixel of the reference is in ``src`` (Farneback on the 8-bit frames)."""
+    return cv2.calcOpticalFlowFarneback(ref_u8, src_u8, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+def _remap(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(src, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _warp(src: np.ndarray, src_u8: np.ndarray, ref_u8: np.ndarray,
+          check: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float ``src`` warped onto the reference, and (with ``check``) where its flow is trustworthy: the
+    backward flow, read where the forward flow lands, must bring the pixel back (within 0.5 px + 5%)."""
+    flow = _flow(ref_u8, src_u8)
+    warped = _remap(src, flow)
+    if not check:
+        return warped, None
+    back = _remap(_flow(src_u8, ref_u8), flow)
+    err = np.hypot(*(flow + back).transpose(2, 0, 1))
+    return warped, err < 0.5 + 0.05 * np.hypot(*flow.transpose(2, 0, 1))
 
 
 # --- 3. noise-residual consistency ------------------------------------------------------------------

@@ -28,16 +28,30 @@ AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMe
 CAPTURE_SOURCE_TYPES = ("digitalCapture", "computationalCapture")
 
 
+class TemporalEvidence(Protocol):
+    """What the verdict reads from the temporal head's result (see `detector.temporal.TemporalResult`)."""
+
+    model_id: str
+    probability: float
+    flagged: bool
+    threshold_probability: float
+    target_fpr: float
+
+
 class DetectorEvidence(Protocol):
-    """What the verdict reads from a detector result (see `detector.analyse.DetectorResult`)."""
+    """What the verdict reads from a detector result (see `detector.analyse.DetectorResult`): the frame
+    model's score and scope, ``frame_flagged`` (its decision), ``temporal`` (the temporal head's result
+    or None) and ``flagged`` (either decision)."""
 
     probability: float | None
     flagged: bool
+    frame_flagged: bool
     in_scope: bool
     scope_reasons: list[str]
     threshold_probability: float | None
     target_fpr: float | None
     model_id: str
+    temporal: TemporalEvidence | None
 
 
 class SignalEvidence(Protocol):
@@ -111,20 +125,30 @@ def verdict(report: dict[str, Any], detector_result: DetectorEvidence | None,
     for s in flagged:
         reasons.append(f"Signal {s.name}: {s.summary}.")
     det = detector_result
-    if det is None or not det.in_scope or det.probability is None:
+    temporal = det.temporal if det is not None else None
+    judged = det is not None and det.in_scope and det.probability is not None  # the frame model's scope
+    if det is None or not (judged or (temporal is not None and temporal.flagged)):
         why = "; ".join(det.scope_reasons) if det is not None and det.scope_reasons else "no detector result"
         evidence["detector"] = None
         reasons.insert(0, f"The detector could not judge this input ({why}).")
+        if temporal is not None:
+            reasons.insert(1, f"{_temporal_line(temporal)} The temporal head alone never clears a clip.")
         return Verdict("likely_ai_generated" if ai_claim and not capture_claim else "uncertain", reasons, evidence)
-    evidence["detector"] = {"probability": det.probability, "flagged": det.flagged, "model_id": det.model_id}
+    evidence["detector"] = {"probability": det.probability, "flagged": det.flagged, "model_id": det.model_id,
+                            "temporal": None if temporal is None else {
+                                "probability": temporal.probability, "flagged": temporal.flagged,
+                                "model_id": temporal.model_id}}
     at = (f"threshold {det.threshold_probability:.4f}, set for {det.target_fpr:.1%} false positives on real "
           f"footage" if det.threshold_probability is not None and det.target_fpr is not None else "its threshold")
+    lead = [f"Detector {det.model_id}: P(AI) {det.probability:.4f} is {'above' if det.frame_flagged else 'below'} "
+            f"{at}." if judged else f"The frame model could not judge this input ({'; '.join(det.scope_reasons)})."]
+    if temporal is not None:
+        lead.append(_temporal_line(temporal))
+    reasons[:0] = lead
     if det.flagged:
-        reasons.insert(0, f"Detector {det.model_id}: P(AI) {det.probability:.4f} is above {at}.")
         if capture_claim:
             return Verdict("uncertain", reasons + ["The detector and the signed capture claim disagree."], evidence)
         return Verdict("likely_ai_generated", reasons, evidence)
-    reasons.insert(0, f"Detector {det.model_id}: P(AI) {det.probability:.4f} is below {at}.")
     if ai_claim:
         return Verdict("uncertain", reasons + ["The signed AI declaration and the detector disagree."], evidence)
     if flagged:
@@ -133,3 +157,9 @@ def verdict(report: dict[str, Any], detector_result: DetectorEvidence | None,
     reasons.append("No forensic signal flagged. This is absence of evidence, not proof that the clip is "
                    "a camera recording.")
     return Verdict("no_evidence_of_ai", reasons, evidence)
+
+
+def _temporal_line(t: TemporalEvidence) -> str:
+    return (f"Temporal head {t.model_id}: P(AI) {t.probability:.4f} is {'above' if t.flagged else 'below'} "
+            f"threshold {t.threshold_probability:.4f}, set for {t.target_fpr:.1%} false positives on real clips "
+            f"(frame-to-frame change that motion does not explain).")

@@ -162,9 +162,18 @@ def test_temperature_and_isotonic_calibration(tmp_path: Path) -> None:
 # --- verdict rules ---------------------------------------------------------------------------
 
 
+class Temporal:
+    def __init__(self, p: float, flagged: bool) -> None:
+        self.probability, self.flagged, self.threshold_probability, self.target_fpr = p, flagged, 0.7, 0.01
+        self.model_id = "t"
+
+
 class Det:
-    def __init__(self, p: float | None, flagged: bool, in_scope: bool = True) -> None:
-        self.probability, self.flagged, self.in_scope = p, flagged, in_scope
+    """A detector result: the frame model's score and decision, and the temporal head's (or None)."""
+
+    def __init__(self, p: float | None, flagged: bool, in_scope: bool = True, temporal: Temporal | None = None) -> None:
+        self.probability, self.frame_flagged, self.in_scope, self.temporal = p, flagged, in_scope, temporal
+        self.flagged = flagged or bool(temporal and temporal.flagged)
         self.scope_reasons = [] if in_scope else ["too small: 48x48 is under one 64px crop"]
         self.threshold_probability, self.target_fpr, self.model_id = 0.6, 0.01, "m"
 
@@ -203,6 +212,12 @@ CASES = [
     (UNTRUSTED_AI, Det(0.1, False), [], "uncertain"),
     (UNTRUSTED_AI, None, [], "likely_ai_generated"),
     (MARK_ONLY, Det(0.1, False), [], "no_evidence_of_ai"),
+    # the temporal head: its flag counts as the detector's, its silence never clears a clip alone
+    (NONE, Det(0.1, False, temporal=Temporal(0.9, True)), [], "likely_ai_generated"),
+    (NONE, Det(0.1, False, temporal=Temporal(0.2, False)), [], "no_evidence_of_ai"),
+    (NONE, Det(None, False, in_scope=False, temporal=Temporal(0.9, True)), [], "likely_ai_generated"),
+    (NONE, Det(None, False, in_scope=False, temporal=Temporal(0.2, False)), [], "uncertain"),
+    (SIGNED_CAPTURE, Det(0.1, False, temporal=Temporal(0.9, True)), [], "uncertain"),
 ]
 
 
