@@ -102,6 +102,7 @@ def test_report_page_shows_heatmaps_on_keyframes_with_a_legend(client, env: WebE
     assert len(heatmaps) == 6 and "Artifact heatmaps on keyframes" in detector_panel
     assert '<linearGradient id="heat-scale"><stop offset="0.0" stop-color="#440154"/>' in detector_panel
     assert "probability of AI generation per 32 px patch" in detector_panel
+    assert "from single frames" in detector_panel and "from how the clip changes frame to frame" in detector_panel
     assert "No artifact heatmaps" not in html and 'style="' not in html
     picture = client.get(heatmaps[0])
     assert picture.status_code == 200 and picture.mimetype == "image/png"
