@@ -368,9 +368,9 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
 
 
 @train.command("temporal-head")
-@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The data kit folder (built by `detector.datakit.build_kit`); its clips/ subfolder is built "
-                   "here when missing.")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The data kit folder (bench/out/detector/kit); its clips/ subfolder is built here when "
+                   "missing.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (temporal.safetensors).")
 @click.option("--hidden", type=click.IntRange(0), default=8, show_default=True,
@@ -392,7 +392,7 @@ def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, 
         build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes)
     try:
         summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr)
-    except ValueError as exc:  # unusable kit: the message says what is missing
+    except (ValueError, OSError) as exc:  # unusable kit: the message says what is wrong
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary, indent=2, default=str))
 

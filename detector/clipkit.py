@@ -223,9 +223,15 @@ def read_clip_kit(folder: str | Path) -> ClipKit:
         folder = folder / KIT_DIR_NAME
     if not (folder / "features.npz").is_file():
         raise FileNotFoundError(f"no clip kit in {folder}: build it with build_clip_kit")
-    data = np.load(folder / "features.npz")
-    if tuple(data["features"]) != FEATURES:
+    try:
+        data = np.load(folder / "features.npz")
+        x, y, names = data["x"], data["y"], tuple(data["features"])
+        with (folder / "clips.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError, KeyError) as exc:  # np.load refuses what is not a plain .npz
+        raise ValueError(f"{folder} does not hold a readable clip kit ({exc}); rebuild it") from None
+    if names != FEATURES:
         raise ValueError(f"{folder} was built for other temporal features; rebuild it")
-    with (folder / "clips.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return ClipKit(data["x"], data["y"], rows)
+    if len(rows) != len(x) or x.ndim != 2 or len(y) != len(x):
+        raise ValueError(f"{folder} is inconsistent: {len(rows)} rows for {len(x)} feature vectors; rebuild it")
+    return ClipKit(x, y, rows)

@@ -199,6 +199,17 @@ def test_train_detector_on_an_empty_folder_is_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "real/" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_train_temporal_head_on_a_broken_or_missing_kit_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "kit" / "clips").mkdir(parents=True)
+    (tmp_path / "kit" / "clips" / "features.npz").write_bytes(b"not an npz")
+    out = tmp_path / "temporal.safetensors"
+    r = run(tmp_path, "train", "temporal-head", "--data", str(tmp_path / "kit"), "--out", str(out))
+    assert r.returncode == 2 and "clip kit" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    r = run(tmp_path, "train", "temporal-head", "--data", str(tmp_path / "nowhere"), "--out", str(out))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_train_detector_takes_the_recipe_options(tmp_path: Path) -> None:
     from media import write_image
 
