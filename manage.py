@@ -373,13 +373,13 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
                    "missing.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (temporal.safetensors).")
-@click.option("--hidden", type=click.IntRange(0), default=8, show_default=True,
+@click.option("--hidden", type=click.IntRange(0), default=32, show_default=True,
               help="Hidden units (0: logistic regression).")
 @click.option("--weight-decay", type=click.FloatRange(0.0), default=1e-3, show_default=True)
 @click.option("--target-fpr", type=click.FloatRange(0.0001, 0.5), default=0.01, show_default=True)
-@click.option("--dit-clips", type=click.IntRange(3), default=96, show_default=True,
+@click.option("--dit-clips", type=click.IntRange(3), default=144, show_default=True,
               help="DiT clips sampled for a new clip kit.")
-@click.option("--extra-scenes", type=click.IntRange(0), default=120, show_default=True,
+@click.option("--extra-scenes", type=click.IntRange(0), default=360, show_default=True,
               help="Rendered-only Shapes scenes for a new clip kit.")
 @click.option("--rebuild", is_flag=True, help="Build the clip kit again even if DATA/clips exists.")
 def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, target_fpr: float, dit_clips: int,

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,35 +47,32 @@ MIN_STILL_BPP = 0.5
 REPORT_VERSION = 1
 
 _default_lock = threading.Lock()
-_default: LoadedDetector | None = None
-_default_temporal: LoadedTemporalHead | None = None
+_defaults: dict[str, Any] = {}  # installed models, loaded once per process: "detector", "temporal"
+
+
+def _installed(key: str, env: str, path: Path, load: Callable[[Path], Any], missing: str) -> Any:
+    with _default_lock:
+        if key not in _defaults:
+            found = Path(os.environ.get(env) or path)
+            if not found.is_file():
+                log.warning(missing, found)
+                return None
+            _defaults[key] = load(found)
+        return _defaults[key]
 
 
 def default_detector() -> LoadedDetector | None:
-    """The installed default model, loaded once per process; None when no weights are installed."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            path = Path(os.environ.get("VERIFRAME_DETECTOR_WEIGHTS") or DEFAULT_WEIGHTS)
-            if not path.is_file():
-                log.warning("no detector weights at %s: detector scores are left out", path)
-                return None
-            _default = load_checkpoint(path)
-        return _default
+    """The installed frame model (``weights/detector/detector.safetensors`` or ``$VERIFRAME_DETECTOR_WEIGHTS``),
+    loaded once per process; None when no weights are installed."""
+    return _installed("detector", "VERIFRAME_DETECTOR_WEIGHTS", DEFAULT_WEIGHTS, load_checkpoint,
+                      "no detector weights at %s: detector scores are left out")
 
 
 def default_temporal_head() -> LoadedTemporalHead | None:
     """The installed temporal head (``weights/detector/temporal.safetensors`` or
     ``$VERIFRAME_TEMPORAL_WEIGHTS``), loaded once per process; None when none is installed."""
-    global _default_temporal
-    with _default_lock:
-        if _default_temporal is None:
-            path = Path(os.environ.get("VERIFRAME_TEMPORAL_WEIGHTS") or DEFAULT_TEMPORAL)
-            if not path.is_file():
-                log.warning("no temporal head at %s: the detector reads single frames only", path)
-                return None
-            _default_temporal = load_head(path)
-        return _default_temporal
+    return _installed("temporal", "VERIFRAME_TEMPORAL_WEIGHTS", DEFAULT_TEMPORAL, load_head,
+                      "no temporal head at %s: the detector reads single frames only")
 
 
 @dataclass

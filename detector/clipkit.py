@@ -17,7 +17,7 @@ kit's seeds and the shipped generator, built offline:
   split by photo like the image kit; flat-shaded animation (``cg-synthetic``) split by time.
 
 Every base clip is written and decoded through `media` under each of `CONDITIONS` (H.264 CRF and
-scale, applied to both classes alike); training clips get one extra random draw (CRF 18-40). The features are
+scale, applied to both classes alike); training clips get one extra random draw (CRF 18-42). The features are
 computed from the frames `detector.analyse` would decode (`sampling.plan_frames` windows), so the
 head sees at training what it sees in service. ``features.npz`` holds the matrix; ``clips.csv`` the
 rows (source, group, split, condition, label).
@@ -26,6 +26,7 @@ rows (source, group, split, condition, label).
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import tempfile
@@ -33,6 +34,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,10 +50,11 @@ from .temporal import FEATURES, temporal_features
 log = logging.getLogger(__name__)
 
 # condition -> (CRF, scale): as issued, re-encoded, downscaled, both (bench/detector.py's laundering), and
-# heavily compressed (keyframes pulsing in flat areas read as flicker: without it, rendered scenes at
-# CRF 35-40 were flagged 4-7% of the time).
-CONDITIONS = {"issued": (18, 1.0), "crf28": (28, 1.0), "half": (18, 0.5), "laundered": (28, 0.5), "heavy": (38, 1.0)}
-RANDOM_CRF = (18, 40)  # the extra draw of every training clip, with a scale of 1, 0.75 or 0.5
+# heavily compressed at full and half size: the codec's own frame-to-frame changes in flat areas read as
+# flicker, and a threshold set without them flagged 2-5% of rendered scenes at CRF 35-40.
+CONDITIONS = {"issued": (18, 1.0), "crf28": (28, 1.0), "half": (18, 0.5), "laundered": (28, 0.5), "heavy": (40, 1.0),
+              "heavy_half": (40, 0.5)}
+RANDOM_CRF = (18, 42)  # the extra draw of every training clip, with a scale of 1, 0.75 or 0.5
 EXTRA_PROMPT_SEED = 82  # rendered-only scenes; the kit's DiT clips use stream 80, the bench's own 81
 KIT_DIR_NAME = "clips"
 
@@ -100,7 +103,7 @@ def camera_pan(photo: np.ndarray, rng: np.random.Generator, *, frames: int = 16,
     return np.stack(out)
 
 
-def base_clips(kit_dir: Path, *, dit_clips: int = 96, extra_scenes: int = 120, seed: int = 0) -> Iterator[BaseClip]:
+def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0) -> Iterator[BaseClip]:
     """Every base clip of the kit, AI and real (see the module docstring)."""
     from generator.data.shapes import render_clip
 
@@ -163,7 +166,7 @@ def condition_features(clip: BaseClip, crf: int, scale: float, workdir: Path) ->
     return temporal_features(compensated_steps(clip_windows(path), reliability=True))
 
 
-def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 96, extra_scenes: int = 120, seed: int = 0,
+def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0,
                    clips: Iterable[BaseClip] | None = None) -> Path:
     """Write ``kit_dir/clips/features.npz`` and ``clips.csv``; returns the folder. The base clips are
     `base_clips` (reusing the image kit's cache of sampled and issued DiT clips, sampling what is
@@ -202,6 +205,11 @@ def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 96, extra_scenes: in
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    info = {"dit_clips": dit_clips, "extra_scenes": extra_scenes, "seed": seed, "own_clips": clips is not None,
+            "conditions": CONDITIONS, "random_crf": RANDOM_CRF, "rows": len(rows),
+            "seconds": round(time.perf_counter() - began, 1)}
+    with atomic_path(out / "kit.json") as tmp_path:
+        tmp_path.write_text(json.dumps(info, indent=1))
     log.info("clip kit: %d rows in %.0f s", len(rows), time.perf_counter() - began)
     return out
 
@@ -211,6 +219,7 @@ class ClipKit:
     x: np.ndarray
     y: np.ndarray
     rows: list[dict[str, str]]
+    info: dict[str, Any]  # how it was built (kit.json): base clip counts, seed, conditions
 
     def mask(self, **where: str) -> np.ndarray:
         return np.array([all(r[k] == v for k, v in where.items()) for r in self.rows], bool)
@@ -234,4 +243,5 @@ def read_clip_kit(folder: str | Path) -> ClipKit:
         raise ValueError(f"{folder} was built for other temporal features; rebuild it")
     if len(rows) != len(x) or x.ndim != 2 or len(y) != len(x):
         raise ValueError(f"{folder} is inconsistent: {len(rows)} rows for {len(x)} feature vectors; rebuild it")
-    return ClipKit(x, y, rows)
+    info_path = folder / "kit.json"
+    return ClipKit(x, y, rows, json.loads(info_path.read_text()) if info_path.is_file() else {})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny tensors run fastest (and most predictably on a shared 2-core machine) on one thread."""
+    """Tiny tensors run fastest (and most predictably on a shared 2-core machine) on one thread: two
+    OpenMP threads on a busy 2-core machine made the detector tests ~8x slower. Module-wide, so that
+    module-scoped fixtures (a model trained once per module) run on one thread too."""
     import torch
 
     threads = torch.get_num_threads()

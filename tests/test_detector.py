@@ -29,14 +29,7 @@ from detector.train import _batch_side, train_detector
 from detector.verdict import LABELS, verdict
 from media import write_image
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One CPU thread: on a shared 2-core machine two OpenMP threads made these tests ~8x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # --- model factory ------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from detector.analyse import analyse_file
 from detector.signals import encoding_history, metadata_bytes, noise_consistency, spectral_peaks, temporal_flicker
@@ -17,13 +16,7 @@ from media import VideoWriter, iter_frames
 W, H, N = 256, 192, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One CPU thread: on a shared 2-core machine two OpenMP threads made these tests ~8x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _texture(seed: int = 0, w: int = W + 64, h: int = H, fine: bool = True) -> np.ndarray:
@@ -136,7 +129,7 @@ def test_analyse_file_reports_signals_without_weights(clips: dict[str, Path], mo
     monkeypatch.setenv("VERIFRAME_DETECTOR_WEIGHTS", "/nonexistent/detector.safetensors")
     import detector.analyse as analyse
 
-    monkeypatch.setattr(analyse, "_default", None)
+    monkeypatch.setattr(analyse, "_defaults", {})
     report = analyse_file(clips["flicker"])
     assert report.detector is None and "no detector weights installed" in report.scope_reasons
     out = report.to_dict()

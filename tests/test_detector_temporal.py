@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from detector.analyse import analyse_file
 from detector.calibration import calibrate
@@ -31,13 +30,7 @@ from media import VideoWriter
 W, H, N = 160, 96, 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One CPU thread: two OpenMP threads on a shared 2-core machine are far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _texture(seed: int, w: int = W + 4 * N, h: int = H) -> np.ndarray:
@@ -157,6 +150,8 @@ def test_clip_kit_rows_cover_every_condition(trained_head: tuple[Path, dict]) ->
     root, _ = trained_head
     kit = read_clip_kit(root)
     assert kit.x.shape == (len(kit.rows), len(FEATURES))
+    assert kit.info["own_clips"] and kit.info["rows"] == len(kit.rows)
+    assert set(kit.info["conditions"]) == set(CONDITIONS)
     test = [r for r in kit.rows if r["split"] == "test"]
     assert {r["condition"] for r in test} == set(CONDITIONS)
     assert {r["condition"] for r in kit.rows if r["split"] == "train"} == {*CONDITIONS, "random"}
@@ -168,7 +163,10 @@ def test_trained_head_separates_the_test_split(trained_head: tuple[Path, dict]) 
     root, summary = trained_head
     assert summary["test"]["all"]["auc"] > 0.95
     assert summary["n_real_val"] == 3 * len(CONDITIONS)
-    assert summary["val"]["all"]["fpr"] == 0.0  # the threshold: at most 1% of 15 val reals above it
+    assert summary["val"]["all"]["fpr"] == 0.0  # the threshold: at most 1% of the val reals above it
+    # ... in every encoding condition on its own, not only pooled
+    assert summary["threshold_logit"] == max(summary["threshold_by_condition"].values())
+    assert set(summary["threshold_by_condition"]) == set(CONDITIONS)
     assert summary["test"]["all"]["tpr"] >= 0.9
     assert isinstance(load_head(root / "temporal.safetensors"), LoadedTemporalHead)
 
