@@ -114,8 +114,8 @@ def spectral_peaks(frames: Sequence[np.ndarray], threshold_db: float = SPECTRAL_
 # --- 2. temporal flicker --------------------------------------------------------------------------
 
 FLICKER_COMPUTATION = (
-    "Luma downscaled (area) to at most 256 px wide; for each frame t of a run of consecutive frames, "
-    "frames t-1 and t+1 are warped onto t with Farneback optical flow, and the motion-compensated "
+    "Luma downscaled (area) to at most 256 px wide, never under 32 px tall; for each frame t of a run of "
+    "consecutive frames, frames t-1 and t+1 are warped onto t with Farneback optical flow, and the motion-compensated "
     "second-order difference d2 = warp(x[t-1]) + warp(x[t+1]) - 2 x[t] is averaged over 8x8 blocks "
     "(sensor noise averages out, smooth motion is compensated, what is left is change that reverses "
     "frame to frame). score = median over t of the 75th percentile over blocks of |d2|, in grey levels."
@@ -126,8 +126,8 @@ FLICKER_THRESHOLD = 3.0
 @dataclass(frozen=True)
 class CompensatedStep:
     """Frame t of a run of consecutive frames with its neighbours warped onto it (optical flow), all luma
-    float32 at the signal's working size (at most 256 px wide). Shared by `temporal_flicker` and the
-    learned temporal head (`detector.temporal`), so one Farneback pass serves both."""
+    float32 at the signal's working size (at most 256 px wide, at least 32 px tall). Shared by
+    `temporal_flicker` and the learned temporal head (`detector.temporal`): one Farneback pass serves both."""
 
     prev: np.ndarray  # warp(x[t-1]) onto x[t]
     cur: np.ndarray  # x[t]
@@ -154,7 +154,8 @@ def compensated_steps(windows: Sequence[np.ndarray], *, reliability: bool = Fals
     for run in windows:
         if run.shape[0] < 3 or min(run.shape[1:]) < 32:
             continue
-        scale = min(1.0, 256 / run.shape[2])
+        # at most 256 px wide, but never under 32 px tall: a 2048x32 strip keeps whole 8x8 blocks
+        scale = min(1.0, max(256 / run.shape[2], 32 / run.shape[1]))
         small = [cv2.resize(f.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
                  if scale < 1 else f.astype(np.float32) for f in run]
         u8 = [np.clip(f, 0, 255).astype(np.uint8) for f in small]

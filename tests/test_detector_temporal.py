@@ -87,6 +87,16 @@ def test_flow_check_trusts_a_pan_and_not_a_jump() -> None:
         temporal_features(compensated_steps([calm[:3]]))
 
 
+def test_a_long_thin_strip_is_analysed_not_crashed_on(tmp_path: Path) -> None:
+    from media.synthetic import make_test_clip
+
+    strip = make_test_clip(tmp_path / "strip.mp4", width=2048, height=32, frames=12)
+    report = analyse_file(strip)  # shrunk to 256 px wide it would be 4 px tall: no 8x8 block left
+    flicker = next(s for s in report.signals if s.name == "temporal_flicker")
+    assert flicker.score is not None
+    assert report.detector is not None and report.detector.temporal is not None
+
+
 def test_no_features_without_a_run_of_three_frames(tmp_path: Path) -> None:
     assert temporal_features([]) is None
     assert condition_features(BaseClip(pan(0)[:2], 8.0, 0, "pan", "g", "test"), 18, 1.0, tmp_path) is None
