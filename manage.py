@@ -373,7 +373,7 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
                    "missing.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (temporal.safetensors).")
-@click.option("--hidden", type=click.IntRange(0), default=32, show_default=True,
+@click.option("--hidden", type=click.IntRange(0), default=8, show_default=True,
               help="Hidden units (0: logistic regression).")
 @click.option("--weight-decay", type=click.FloatRange(0.0), default=1e-3, show_default=True)
 @click.option("--target-fpr", type=click.FloatRange(0.0001, 0.5), default=0.01, show_default=True)
@@ -381,18 +381,27 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
               help="DiT clips sampled for a new clip kit.")
 @click.option("--extra-scenes", type=click.IntRange(0), default=360, show_default=True,
               help="Rendered-only Shapes scenes for a new clip kit.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The fit's seed (and a new kit's).")
 @click.option("--rebuild", is_flag=True, help="Build the clip kit again even if DATA/clips exists.")
 def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, target_fpr: float, dit_clips: int,
-                       extra_scenes: int, rebuild: bool) -> None:
+                       extra_scenes: int, seed: int, rebuild: bool) -> None:
     """Fit the detector's temporal head on whole clips (issued and laundered), calibrated on real clips."""
-    from detector.clipkit import KIT_DIR_NAME, build_clip_kit
+    from detector.clipkit import KIT_DIR_NAME, build_clip_kit, read_clip_kit
     from detector.train_temporal import train_temporal_head
 
-    if rebuild or not (data / KIT_DIR_NAME / "features.npz").is_file():
-        build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes)
     try:
-        summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr)
-    except (ValueError, OSError) as exc:  # unusable kit: the message says what is wrong
+        if rebuild or not (data / KIT_DIR_NAME / "features.npz").is_file():
+            click.echo(f"building the clip kit in {data / KIT_DIR_NAME} (minutes; -v shows progress)", err=True)
+            build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes, seed=seed)
+        else:
+            built = read_clip_kit(data).info
+            asked = {"dit_clips": dit_clips, "extra_scenes": extra_scenes}
+            if any(k in built and built[k] != v for k, v in asked.items()):
+                click.echo(f"warning: using the existing clip kit ({', '.join(f'{k} {built.get(k)}' for k in asked)});"
+                           " --rebuild to build one with the options given", err=True)
+        summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr,
+                                      seed=seed)
+    except (ValueError, OSError) as exc:  # unusable kit or missing bundled data: the message says what is wrong
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary, indent=2, default=str))
 

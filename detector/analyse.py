@@ -35,7 +35,7 @@ from .checkpoint import LoadedDetector, load_checkpoint
 from .heatmap import PatchMaps
 from .sampling import crop_batch, grid_positions, plan_frames
 from .signals import Signal, compensated_steps, compute_signals
-from .temporal import LoadedTemporalHead, TemporalResult, load_head, temporal_features
+from .temporal import LoadedTemporalHead, TemporalHeadError, TemporalResult, load_head, temporal_features
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +44,27 @@ DEFAULT_TEMPORAL = DEFAULT_WEIGHTS.with_name("temporal.safetensors")
 # Below this many bits per pixel per frame the codec has erased the traces the detector reads.
 MIN_VIDEO_BPP = 0.02
 MIN_STILL_BPP = 0.5
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: `temporal` and `frame_flagged` added; `flagged` is either model's decision
 
 _default_lock = threading.Lock()
 _defaults: dict[str, Any] = {}  # installed models, loaded once per process: "detector", "temporal"
 
 
-def _installed(key: str, env: str, path: Path, load: Callable[[Path], Any], missing: str) -> Any:
+def _installed(key: str, env: str, path: Path, load: Callable[[Path], Any], missing: str,
+               optional: tuple[type[Exception], ...] = ()) -> Any:
+    """The model at ``$env`` or ``path``, loaded once; an ``optional`` model whose file fails to load with
+    that error is logged once and left out, instead of failing every analysis."""
     with _default_lock:
         if key not in _defaults:
             found = Path(os.environ.get(env) or path)
             if not found.is_file():
                 log.warning(missing, found)
                 return None
-            _defaults[key] = load(found)
+            try:
+                _defaults[key] = load(found)
+            except optional as exc:
+                log.error("%s; left out of every analysis in this process", exc)
+                _defaults[key] = None
         return _defaults[key]
 
 
@@ -72,7 +79,7 @@ def default_temporal_head() -> LoadedTemporalHead | None:
     """The installed temporal head (``weights/detector/temporal.safetensors`` or
     ``$VERIFRAME_TEMPORAL_WEIGHTS``), loaded once per process; None when none is installed."""
     return _installed("temporal", "VERIFRAME_TEMPORAL_WEIGHTS", DEFAULT_TEMPORAL, load_head,
-                      "no temporal head at %s: the detector reads single frames only")
+                      "no temporal head at %s: the detector reads single frames only", (TemporalHeadError,))
 
 
 @dataclass
@@ -196,8 +203,9 @@ class ClipAnalysis:
         self.path, self.info = Path(path), info
         self.loaded = default_detector() if model is None else model if isinstance(model, LoadedDetector) \
             else load_checkpoint(model)
-        self.temporal = default_temporal_head() if temporal is None else temporal \
-            if isinstance(temporal, LoadedTemporalHead) else load_head(temporal)
+        # The temporal head's result lives in the detector's result: without a frame model, it is not run.
+        self.temporal = None if self.loaded is None else default_temporal_head() if temporal is None \
+            else temporal if isinstance(temporal, LoadedTemporalHead) else load_head(temporal)
         self.plan = plan_frames(info.frame_count or 1, self.loaded.config.frames if self.loaded else 8)
         self.rgb: dict[int, tuple[float, np.ndarray]] = {}
         self.gray: dict[int, np.ndarray] = {}

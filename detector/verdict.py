@@ -51,7 +51,9 @@ class DetectorEvidence(Protocol):
     threshold_probability: float | None
     target_fpr: float | None
     model_id: str
-    temporal: TemporalEvidence | None
+
+    @property
+    def temporal(self) -> TemporalEvidence | None: ...  # read-only: a result's own type may be narrower
 
 
 class SignalEvidence(Protocol):

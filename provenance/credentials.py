@@ -35,7 +35,9 @@ if TYPE_CHECKING:  # the detector is optional: imported where it is used, see _s
     from detector import ClipAnalysis, DetectorReport
 
 log = logging.getLogger(__name__)
-REPORT_VERSION = 3  # 2: detector, artifacts and verdict sections; 3: keyframes section
+# 2: detector, artifacts and verdict sections; 3: keyframes section; 4: the detector's temporal head
+# (`detector.temporal`, `detector.frame_flagged`; `detector.flagged` is either model's decision)
+REPORT_VERSION = 4
 
 
 def trust_config(settings: Settings, extra_anchors: tuple[Path, ...] = (),

@@ -8,9 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from detector.analyse import analyse_file
-from detector.calibration import calibrate
+from detector.calibration import calibrate, threshold_at_fpr
 from detector.clipkit import CONDITIONS, BaseClip, build_clip_kit, camera_pan, condition_features, read_clip_kit
 from detector.signals import compensated_steps
 from detector.temporal import (
@@ -23,7 +24,7 @@ from detector.temporal import (
     save_head,
     temporal_features,
 )
-from detector.train_temporal import train_temporal_head
+from detector.train_temporal import threshold_by_condition, train_temporal_head
 from detector.verdict import verdict
 from media import VideoWriter
 
@@ -122,6 +123,35 @@ def test_head_fits_saves_loads_and_keeps_its_false_positive_rate(tmp_path: Path)
     assert set(result.to_dict()["features"]) == set(FEATURES)
     mlp = fit_head(x[:200], y[:200], TemporalConfig(hidden=8))
     assert save_head(tmp_path / "m.safetensors", mlp, cal, model_id="m") and load_head(tmp_path / "m.safetensors")
+
+
+def test_the_threshold_holds_the_rate_in_every_condition_not_only_pooled() -> None:
+    rng = np.random.default_rng(0)
+    names = ["clean"] * 600 + ["heavy"] * 300
+    z = np.concatenate([rng.normal(0, 1, 600), rng.normal(1.5, 1, 300)])  # heavy compression looks more "AI"
+    pooled = threshold_at_fpr(z, 0.01)
+    by = threshold_by_condition(z, names, 0.01)
+    heavy = z[600:]
+    assert (heavy > pooled).mean() > 0.02  # pooled, the heavy clips alone break the 1% target
+    thr = max(by.values())
+    assert thr == by["heavy"] and (heavy > thr).mean() <= 0.01 and (z[:600] > thr).mean() <= 0.01
+
+
+def test_a_damaged_installed_head_is_left_out_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    from safetensors.torch import save_file
+
+    import detector.analyse as analyse
+
+    damaged = tmp_path / "temporal.safetensors"
+    save_file({"x": torch.zeros(1)}, str(damaged), metadata={"format": "veriframe.detector.temporal",
+                                                            "format_version": "1"})  # no config
+    with pytest.raises(TemporalHeadError):
+        load_head(damaged)
+    monkeypatch.setenv("VERIFRAME_TEMPORAL_WEIGHTS", str(damaged))
+    monkeypatch.setattr(analyse, "_defaults", {})
+    report = analyse_file(_write(tmp_path / "calm.mp4", pan(7)))
+    assert report.detector is not None and report.detector.temporal is None
+    assert analyse.default_temporal_head() is None  # remembered: not retried on every clip
 
 
 def test_foreign_files_and_bad_configs_are_refused(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def document(batch_max_files: int = 20) -> dict[str, Any]:
                     "artifacts": {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
                     "links": {"type": "object", "additionalProperties": {"type": "string"}}}},
                 "Verification": {"allOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object", "properties": {
-                    "report": {"type": "object", "description": "the verification report (version 3): c2pa, "
+                    "report": {"type": "object", "description": "the verification report (version 4): c2pa, "
                                "watermark, detector, artifacts (forensic signals), verdict, file, keyframes",
                                "properties": {"version": {"type": "integer"},
                                               "keyframes": {"$ref": "#/components/schemas/Keyframes"}}}}}]},
