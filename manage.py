@@ -391,8 +391,8 @@ def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, 
 
     try:
         if rebuild or not (data / KIT_DIR_NAME / "features.npz").is_file():
-            click.echo(f"building the clip kit in {data / KIT_DIR_NAME} (minutes; -v shows progress)", err=True)
-            build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes, seed=seed)
+            click.echo(f"building the clip kit in {data / KIT_DIR_NAME} (about 10 minutes on 2 cores)", err=True)
+            build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes, seed=seed, progress=True)
         else:
             built = read_clip_kit(data).info
             asked = {"dit_clips": dit_clips, "extra_scenes": extra_scenes}

@@ -174,10 +174,11 @@ def condition_features(clip: BaseClip, crf: int, scale: float, workdir: Path) ->
 
 
 def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0,
-                   clips: Iterable[BaseClip] | None = None) -> Path:
+                   clips: Iterable[BaseClip] | None = None, progress: bool = False) -> Path:
     """Write ``kit_dir/clips/features.npz`` and ``clips.csv``; returns the folder. The base clips are
     `base_clips` (reusing the image kit's cache of sampled and issued DiT clips, sampling what is
-    missing) unless ``clips`` gives others (your own labelled clips, or a test's)."""
+    missing) unless ``clips`` gives others (your own labelled clips, or a test's). ``progress`` shows a
+    tqdm bar of base clips on stderr."""
     kit_dir = Path(kit_dir)
     out = kit_dir / KIT_DIR_NAME
     out.mkdir(parents=True, exist_ok=True)
@@ -188,6 +189,10 @@ def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: i
     with tempfile.TemporaryDirectory(prefix="veriframe-clipkit-") as tmp:
         source = base_clips(kit_dir, dit_clips=dit_clips, extra_scenes=extra_scenes, seed=seed) if clips is None \
             else clips
+        if progress:
+            from tqdm import tqdm
+
+            source = tqdm(source, desc="clip kit", unit="clip", dynamic_ncols=True)
         for n, clip in enumerate(source):
             conditions = dict(CONDITIONS)
             if clip.split == "train":
