@@ -44,6 +44,7 @@ from media import VideoWriter, atomic_path, feed_frames, probe
 from media.decode import FrameRequest
 from media.limits import MediaLimits
 
+from .datakit import SPLIT_CUTS, split_at
 from .sampling import plan_frames
 from .signals import compensated_steps
 from .temporal import FEATURES, temporal_features
@@ -68,13 +69,6 @@ class BaseClip:
     source: str
     group: str
     split: str
-
-
-SPLIT_CUTS = (("train", 0.0, 0.6), ("val", 0.6, 0.8), ("test", 0.8, 1.0))  # by position in a clip or stream
-
-
-def _split(position: float) -> str:
-    return next(name for name, lo, hi in SPLIT_CUTS if position < hi or hi == 1.0)
 
 
 def _segments(frames: list[np.ndarray], length: int, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
@@ -126,14 +120,14 @@ def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, 
     blocks = math.ceil(dit_clips / 3)
     issued = kit_dir / "cache" / "issued"
     for spec, clip in zip(specs, clips, strict=True):
-        split, group = _split((spec.index // 3) / blocks), f"shapes-{spec.index:03d}"
+        split, group = split_at((spec.index // 3) / blocks), f"shapes-{spec.index:03d}"
         yield BaseClip(as_issued(clip, issued, f"dit-{spec.index:03d}"), 8.0, 1, "veriframe-dit", group, split)
         rendered = as_issued(render_counterpart(spec, len(clip)), issued, f"shapes-{spec.index:03d}")
         yield BaseClip(rendered, 8.0, 0, "cg-shapes", group, split)
     for spec in clip_specs(extra_scenes, prompt_seed=EXTRA_PROMPT_SEED, seed_base=3000):
         w, h = SIZES[spec.index % len(SIZES)] if spec.index % 4 else (256, 144)
         frames = render_clip(spec.scene(), w, h, 16 if spec.index % 5 else 32, 8.0)
-        yield BaseClip(frames, 8.0, 0, "cg-shapes", f"extra-{spec.index:03d}", _split(spec.index / extra_scenes))
+        yield BaseClip(frames, 8.0, 0, "cg-shapes", f"extra-{spec.index:03d}", split_at(spec.index / extra_scenes))
     for name, fps in (("bikes", 25.0), ("carphone_pristine", 30.0), ("bigbuckbunny", 25.0)):
         frames = real_clip_frames(name, 1)
         source = "cg-film" if name == "bigbuckbunny" else name.split("_")[0]

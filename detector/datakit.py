@@ -229,12 +229,20 @@ def reconstructor(family: str, kit_dir: str | os.PathLike[str] | None = None) ->
 # --- assembly -----------------------------------------------------------------------------------
 
 
+SPLIT_CUTS = (("train", 0.0, 0.6), ("val", 0.6, 0.8), ("test", 0.8, 1.0))  # by position in a clip or stream
+
+
+def split_at(position: float) -> str:
+    """The split of a clip's frame, or a stream's clip, at ``position`` in [0, 1] (by time, not at random)."""
+    return next(name for name, _lo, hi in SPLIT_CUTS if position < hi or hi == 1.0)
+
+
 def _split_of(source: str, group: str, position: float) -> str:
     if source == "cg-film":
         return "test"
     if source == "photo" or source == "camera-sim":
         return "test" if group in TEST_PHOTOS else "val" if group in VAL_PHOTOS else "train"
-    return "train" if position < 0.6 else "val" if position < 0.8 else "test"  # clips: by time
+    return split_at(position)  # clips: by time
 
 
 def _random_crops(images: list[np.ndarray], n: int, rng: np.random.Generator, side: int = 64) -> np.ndarray:
