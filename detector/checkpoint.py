@@ -54,34 +54,48 @@ def save_checkpoint(
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra_tensors or {}).items()})
+    return write_checkpoint(path, tensors, model_id=model_id, config=model.cfg.to_dict(), calibration=calibration,
+                            meta=meta)
+
+
+def write_checkpoint(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], *, model_id: str,
+                     config: dict[str, Any], calibration: Calibration | None, meta: dict[str, Any] | None,
+                     fmt: tuple[str, int] = (FORMAT, FORMAT_VERSION)) -> Path:
+    """Any of the detector's components (``fmt``: format name and version) as safetensors, atomically, with
+    its config, calibration and facts as JSON metadata: the frame model here, the temporal head in
+    `detector.temporal`."""
+    path = Path(path)
     metadata = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format": fmt[0],
+        "format_version": str(fmt[1]),
         "model_id": model_id,
-        "config": json.dumps(model.cfg.to_dict()),
+        "config": json.dumps(config),
         "calibration": json.dumps(calibration.to_dict() if calibration else None),
         "meta": json.dumps(meta or {}),
     }
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     return path
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checkpoint's metadata, JSON fields decoded; raises `CheckpointError` for foreign files."""
+def read_metadata(path: str | os.PathLike[str], fmt: tuple[str, int] = (FORMAT, FORMAT_VERSION)) -> dict[str, Any]:
+    """The checkpoint's metadata, JSON fields decoded; raises `CheckpointError` for foreign or damaged files."""
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own SafetensorError for bad headers
         raise CheckpointError(f"{Path(path).name} is not a readable safetensors file") from exc
-    if raw.get("format") != FORMAT or raw.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{Path(path).name} is not a {FORMAT} v{FORMAT_VERSION} checkpoint")
-    return {
-        "model_id": raw.get("model_id", Path(path).stem),
-        "config": json.loads(raw["config"]),
-        "calibration": json.loads(raw.get("calibration") or "null"),
-        "meta": json.loads(raw.get("meta") or "{}"),
-    }
+    if raw.get("format") != fmt[0] or raw.get("format_version") != str(fmt[1]):
+        raise CheckpointError(f"{Path(path).name} is not a {fmt[0]} v{fmt[1]} checkpoint")
+    try:
+        return {
+            "model_id": raw.get("model_id", Path(path).stem),
+            "config": json.loads(raw["config"]),
+            "calibration": json.loads(raw.get("calibration") or "null"),
+            "meta": json.loads(raw.get("meta") or "{}"),
+        }
+    except (KeyError, ValueError) as exc:  # metadata missing or not JSON
+        raise CheckpointError(f"{Path(path).name} is a damaged {fmt[0]} checkpoint: {exc!r}") from None
 
 
 def load_tensors(path: str | os.PathLike[str], prefix: str) -> dict[str, torch.Tensor]:

@@ -146,14 +146,17 @@ def block_means(a: np.ndarray, size: int = 8) -> np.ndarray:
     return a[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3))
 
 
+def _runs(windows: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The windows the temporal computations can use: at least 3 frames of at least 32 px."""
+    return [w for w in windows if w.shape[0] >= 3 and min(w.shape[1:]) >= 32]
+
+
 def compensated_steps(windows: Sequence[np.ndarray], *, reliability: bool = False) -> list[CompensatedStep]:
     """Every inner frame of every run (>= 3 frames of >= 32 px) with both neighbours motion-compensated;
     ``reliability`` also marks the pixels whose flows pass a forward-backward check (twice the flow
     work: occlusions and failed flow on fast or spinning objects look like flicker without it)."""
     steps: list[CompensatedStep] = []
-    for run in windows:
-        if run.shape[0] < 3 or min(run.shape[1:]) < 32:
-            continue
+    for run in _runs(windows):
         # at most 256 px wide, but never under 32 px tall: a 2048x32 strip keeps whole 8x8 blocks
         scale = min(1.0, max(256 / run.shape[2], 32 / run.shape[1]))
         small = [cv2.resize(f.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -180,8 +183,7 @@ def temporal_flicker(windows: Sequence[np.ndarray], threshold: float = FLICKER_T
     flagged = score > threshold
     summary = (f"local brightness flickers frame to frame ({score:.2f} grey levels after motion compensation)"
                if flagged else f"no temporal flicker above {threshold:.1f} grey levels ({score:.2f})")
-    runs = sum(1 for w in windows if w.shape[0] >= 3 and min(w.shape[1:]) >= 32)
-    details = {"windows": runs, "steps": len(per_t), "p90": round(float(np.percentile(per_t, 90)), 3)}
+    details = {"windows": len(_runs(windows)), "steps": len(per_t), "p90": round(float(np.percentile(per_t, 90)), 3)}
     return Signal(name, round(score, 4), threshold, flagged, summary, FLICKER_COMPUTATION, details)
 
 

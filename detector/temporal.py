@@ -17,7 +17,6 @@ for a stated false positive rate (`detector.calibration`), as for the frame mode
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,12 +27,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors import safe_open
-from safetensors.torch import save_file
-
-from media import atomic_path
 
 from .calibration import Calibration
+from .checkpoint import CheckpointError, load_tensors, read_metadata, write_checkpoint
 from .signals import CompensatedStep, block_means
 
 FORMAT, FORMAT_VERSION, CONFIG_VERSION = "veriframe.detector.temporal", 1, 1
@@ -77,15 +73,16 @@ def _step_stats(step: CompensatedStep) -> dict[str, float]:
         "residual_p75": float(np.percentile(np.abs(fwd), 75)), "pixel_d2_p75": pixel,
         "lowfreq_share": float(np.log((p75 + 0.05) / (pixel + 0.05))), "reversal": reversal,
         "texture": float(np.mean(np.hypot(gx, gy))) / 8,  # Sobel's 3x3 kernel weighs 8x a unit step
-        **_reliable_stats(step, d2),
+        **_reliable_stats(step, b8),
     }
 
 
-def _reliable_stats(step: CompensatedStep, d2: np.ndarray) -> dict[str, float]:
+def _reliable_stats(step: CompensatedStep, b8: np.ndarray) -> dict[str, float]:
+    """``b8``: the step's 8x8 block means of |d2|, of which the wholly reliable blocks are kept."""
     if step.reliable is None:
         raise ValueError("temporal features need compensated_steps(..., reliability=True)")
     ok = block_means(step.reliable.astype(np.float32), 8) >= 1.0  # blocks whose every pixel is reliable
-    blocks = np.abs(block_means(d2, 8))[ok]
+    blocks = b8[ok]
     return {"reliable_share": float(step.reliable.mean()),
             "flicker_reliable_p75": float(np.percentile(blocks, 75)) if blocks.size else 0.0,
             "flicker_reliable_p90": float(np.percentile(blocks, 90)) if blocks.size else 0.0}
@@ -225,35 +222,23 @@ class LoadedTemporalHead:
 def save_head(path: str | os.PathLike[str], head: TemporalHead, calibration: Calibration, *, model_id: str,
               meta: dict[str, Any] | None = None) -> Path:
     """Write the head atomically: weights as safetensors, config / calibration / meta as JSON metadata."""
-    path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "model_id": model_id,
-                "config": json.dumps(head.cfg.to_dict()), "calibration": json.dumps(calibration.to_dict()),
-                "meta": json.dumps(meta or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_checkpoint(path, head.state_dict(), model_id=model_id, config=head.cfg.to_dict(),
+                            calibration=calibration, meta=meta, fmt=(FORMAT, FORMAT_VERSION))
 
 
 def load_head(path: str | os.PathLike[str]) -> LoadedTemporalHead:
     """Rebuild the head from its stored config and load its weights; `TemporalHeadError` for foreign files."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error type for unreadable headers
-        raise TemporalHeadError(f"{Path(path).name} is not a readable safetensors file") from exc
-    if raw.get("format") != FORMAT or raw.get("format_version") != str(FORMAT_VERSION):
-        raise TemporalHeadError(f"{Path(path).name} is not a {FORMAT} v{FORMAT_VERSION} checkpoint")
-    try:
-        head = TemporalHead(TemporalConfig.from_dict(json.loads(raw["config"])))
-        missing, unexpected = head.load_state_dict(tensors, strict=False)
-        calibration = Calibration.from_dict(json.loads(raw["calibration"]))
-        meta = json.loads(raw.get("meta") or "{}")
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # missing or malformed metadata, wrong shapes
-        raise TemporalHeadError(f"{Path(path).name} is a damaged temporal head: {exc}") from None
+        info = read_metadata(path, (FORMAT, FORMAT_VERSION))
+        if info["calibration"] is None:
+            raise CheckpointError(f"{Path(path).name} has no calibration")
+        head = TemporalHead(TemporalConfig.from_dict(info["config"]))
+        missing, unexpected = head.load_state_dict(load_tensors(path, ""), strict=False)
+        calibration = Calibration.from_dict(info["calibration"])
+    except (CheckpointError, KeyError, TypeError, RuntimeError) as exc:  # foreign, damaged, wrong shapes
+        raise TemporalHeadError(str(exc)) from None
     if missing or unexpected:
         raise TemporalHeadError(f"{Path(path).name} does not match its config: missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}")
-    return LoadedTemporalHead(head.eval(), calibration, raw.get("model_id", Path(path).stem), meta)
+    return LoadedTemporalHead(head.eval(), calibration, info["model_id"], info["meta"])
