@@ -291,7 +291,10 @@ class LatentDistribution:
     logvar: Tensor
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        # drawn where the generator lives (a seeded CPU generator also serves a model on the GPU)
+        where = generator.device if generator is not None else self.mean.device
+        noise = torch.randn(self.mean.shape, generator=generator, device=where, dtype=self.mean.dtype)
+        noise = noise.to(self.mean.device)
         return self.mean + (0.5 * self.logvar).exp() * noise
 
     def kl(self) -> Tensor:

@@ -538,7 +538,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
                                                             world_size=world)
     if cfg.kind == "dit" and cfg.latent_cache:
         cache = LatentCache(out / "latents" / f"rank-{rank}", cfg.latent_cache, cfg.data_seed, start=step)
-        cache.fill(dataset, objective.encode, progress=progress and rank == 0)
+        cache.fill(dataset, objective.encode, progress=progress and rank == 0, workers=cfg.workers)
         dataset = cache
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=cfg.workers,
                                          prefetch_factor=2 if cfg.workers else None, persistent_workers=False)
@@ -578,8 +578,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
         step += 1
         with torch.no_grad():  # EMA, with a short warm-up so early samples are not the random init
             d = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-                e.lerp_(p.detach(), 1 - d)
+            torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - d)
             for e, b in zip(ema.buffers(), model.buffers(), strict=True):
                 e.copy_(b)
         seen += len(clips) * world

@@ -163,6 +163,22 @@ def test_latent_cache_visits_every_batch_once_per_epoch_and_rephrases_captions(t
     assert (tmp_path / "latents" / "batch-000000.safetensors").stat().st_mtime_ns == mtime
 
 
+def test_latent_cache_coded_with_rendering_workers_matches_one_process(tmp_path: Path) -> None:
+    """Worker processes only render: the files (latents, captions, scenes) are those of a one-process fill."""
+    from safetensors import safe_open
+
+    spec = BatchSpec(batch_size=2, sizes=[[32, 32], [48, 16]], frames=3, fps=8)
+    data = ClipBatches(ShapesSource(5, twins=True), spec, seed=5)
+    encode = lambda clips: torch.as_tensor(np.asarray(clips), dtype=torch.float32).mean(dim=4)  # noqa: E731
+    LatentCache(tmp_path / "one", 5, seed=5).fill(data, encode)
+    LatentCache(tmp_path / "many", 5, seed=5).fill(data, encode, workers=2)
+    for i in range(5):
+        name = f"batch-{i:06d}.safetensors"
+        with safe_open(str(tmp_path / "one" / name), "pt") as a, safe_open(str(tmp_path / "many" / name), "pt") as b:
+            assert a.metadata() == b.metadata()
+            assert torch.equal(a.get_tensor("latents"), b.get_tensor("latents"))
+
+
 def test_folder_source_reads_captioned_videos(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

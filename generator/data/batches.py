@@ -214,6 +214,19 @@ class ClipBatches(torch.utils.data.IterableDataset):
 # A written shard set of latents: code each clip once, train on it for many epochs
 
 
+class _Picked(torch.utils.data.Dataset):
+    """Batches `indices` of a ClipBatches, in that order (a map-style view for DataLoader workers)."""
+
+    def __init__(self, data: ClipBatches, indices: Sequence[int]) -> None:
+        self.data, self.indices = data, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, list[str]]:
+        return self.data.batch(self.indices[k])
+
+
 class LatentCache(torch.utils.data.IterableDataset):
     """Batches of autoencoder latents written once to `folder` (one safetensors file per batch).
 
@@ -230,7 +243,9 @@ class LatentCache(torch.utils.data.IterableDataset):
     def path(self, i: int) -> Path:
         return self.folder / f"batch-{i:06d}.safetensors"
 
-    def fill(self, data: ClipBatches, encode, progress: bool = False) -> None:  # encode: uint8 clips -> latents
+    def fill(self, data: ClipBatches, encode, progress: bool = False, workers: int = 0) -> None:
+        """Code every batch not yet on disk (`encode`: uint8 clips -> latents); `workers` processes
+        render the clips while this one codes them (on a GPU the renderer is the slow part)."""
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -240,8 +255,11 @@ class LatentCache(torch.utils.data.IterableDataset):
             from tqdm import tqdm
 
             bar = tqdm(total=self.batches, initial=self.batches - len(todo), desc="coding latents")
-        for i in todo:
-            clips, texts = data.batch(i)
+        # clips come back as tensors, which cross from the workers in shared memory (a numpy array
+        # would be pickled through a pipe: on a 16-core GPU machine that, not rendering, set the pace)
+        rendered = torch.utils.data.DataLoader(_Picked(data, todo), batch_size=None, num_workers=workers,
+                                               prefetch_factor=4 if workers else None)
+        for i, (clips, texts) in zip(todo, rendered, strict=True):
             latents = encode(clips).detach().cpu().float().contiguous()
             meta = {"captions": json.dumps(texts)}
             if isinstance(data.source, ShapesSource):
