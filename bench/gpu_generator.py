@@ -6,17 +6,18 @@ A lent GPU machine gets about ten minutes and has no network: no pip, no PyAV, a
     .venv/bin/python bench/gpu_generator.py pack            # here: writes .gpucarry/ (git-ignored)
     python3 bench/gpu_generator.py run --minutes 8          # there (device tool, carry .gpucarry)
 
-`pack` stores all-MiniLM-L6-v2 compactly: the word-embedding rows of the ~110 word pieces Shapes
-captions use (fp32; every other row is never looked up) and the transformer layers in fp16 (fp32
-again when loaded), with the largest deviation from the packaged encoder on sample captions, and
-a stand-in `av` module (training reads no video file). `run` rebuilds the encoder as an ordinary
-model folder, checks that every caption of the run tokenises inside the stored rows, then in one
-process continues the shipped DiT (`generator.train.train`, what `manage.py train dit` runs) with a
-large latent cache rendered by all CPU cores, and beside it, once the cache is coded, continues the
-shipped autoencoder's decoder on full 17-frame frames (encoder frozen: the DiT's latents stay valid).
-Each run's step count comes from a 40-step timing run so its cosine schedule ends when the time
-does; both export, and everything comes back under $OUT as `result.tar.*` (15 MB pieces) and
-`summary.json`.
+`pack` stores all-MiniLM-L6-v2 compactly: the word-embedding rows of the word pieces that Shapes
+captions and the modules writing them use (804 rows, fp32; no other row is ever looked up) and the
+transformer layers in fp16 (fp32 again when loaded), with its deviation from the packaged encoder on
+sample captions, and a stand-in `av` module (training reads no video file). `run` rebuilds the
+encoder as an ordinary model folder, checks that every caption of the run tokenises inside the
+stored rows, then in one process continues the shipped DiT (`generator.train.train`, what
+`manage.py train dit` runs) on a large latent cache rendered by all CPU cores, and beside it, once
+the cache is coded, continues the shipped autoencoder's decoder on full 17-frame frames (encoder
+frozen: the DiT's latents stay valid). Each run's step count comes from a short timing run (60 DiT
+steps, 30 autoencoder steps) so that its cosine schedule ends with the time; both export, and
+everything comes back under $OUT as `result.tar.*` (15 MB pieces) and `summary.json`. The first
+use and what it measured: docs/training.md, "On a lent GPU".
 """
 
 from __future__ import annotations
