@@ -50,7 +50,7 @@ def frames_to_tensor(frames: np.ndarray) -> Tensor:
 def clips_to_tensor(clips: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [-1, 1] on ``device``."""
     x = torch.as_tensor(np.ascontiguousarray(clips)).to(device)  # uint8 across: a quarter of the bytes
-    return x.float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)
+    return x.float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3).contiguous()  # the layout the convolutions had
 
 
 def tensor_to_frames(video: Tensor) -> np.ndarray:
