@@ -206,9 +206,10 @@ def _timed_run(cfg, out: Path, until: float, margin: float, cal_steps: int, labe
 
 
 def _dit_config(args: argparse.Namespace):
+    from generator.cli import default_checkpoint
     from generator.train import load_config
 
-    tiny = ROOT / "weights" / "generator-tiny"
+    tiny = default_checkpoint()
     cfg, _ = load_config("shapes-dit-tiny", {
         "init": str(tiny), "autoencoder": str(tiny / "autoencoder.safetensors"), "batch_size": args.batch,
         "latent_cache": args.cache_batches, "lr": args.lr, "warmup": 200, "twins": True, "bind": args.bind,
@@ -217,9 +218,10 @@ def _dit_config(args: argparse.Namespace):
 
 
 def _ae_config(args: argparse.Namespace):
+    from generator.cli import default_checkpoint
     from generator.train import load_config
 
-    tiny = ROOT / "weights" / "generator-tiny"
+    tiny = default_checkpoint()
     cfg, _ = load_config("shapes-ae-decoder", {
         "init": str(tiny / "autoencoder.safetensors"), "crop": None, "batch_size": args.ae_batch,
         "sizes": SIZES[:3], "lr": args.ae_lr, "data_seed": args.data_seed + 1, "workers": args.ae_workers,
@@ -261,13 +263,10 @@ def run(args: argparse.Namespace) -> None:
 
         # code the latent cache first, with every core rendering; the decoder run starts once it is done
         t = time.monotonic()
-        train(dataclasses.replace(cfg, steps=10**6, checkpoint_every=10**6, sample_every=10**7),
-              RUNS / "dit-timing", progress=False, stop_after=1)
+        train(dataclasses.replace(cfg, steps=10**6), RUNS / "dit-timing", progress=False, stop_after=0)  # no step
         summary["cache_fill_s"] = time.monotonic() - t
         print(f"[dit] latent cache: {args.cache_batches} batches of {args.batch} in {summary['cache_fill_s']:.0f} s",
               flush=True)
-        (RUNS / "dit-timing" / "train-state.safetensors").unlink(missing_ok=True)
-        (RUNS / "dit-timing" / "log.jsonl").unlink(missing_ok=True)
         if args.ae:
             argv = [sys.executable, __file__, "train-ae", "--until-in", str(until - time.monotonic()), *_ae_argv(args)]
             ae_proc = subprocess.Popen(argv, stdout=open(RUNS / "ae.log", "w"), stderr=subprocess.STDOUT)

@@ -43,8 +43,7 @@ SPATIAL_TILE = 256
 
 def frames_to_tensor(frames: np.ndarray) -> Tensor:
     """uint8 (F, H, W, 3) -> float (1, 3, F, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1.0)
-    return x.permute(3, 0, 1, 2)[None]
+    return clips_to_tensor(np.asarray(frames)[None])
 
 
 def clips_to_tensor(clips: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
