@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +24,11 @@ from .probe import DEFAULT_LIMITS, MediaInfo, check_frame, open_input
 
 log = logging.getLogger(__name__)
 
-FrameFormat = Literal["rgb24", "gray", "yuv420p"]
+_ENC_PARAMS = av.sidedata.sidedata.Type.VIDEO_ENC_PARAMS
+_ENC_PARAMS_H264 = 1  # AV_VIDEO_ENC_PARAMS_H264
+
+FrameFormat = Literal["rgb24", "gray", "yuv420p", "qp"]
+FORMATS: tuple[FrameFormat, ...] = ("rgb24", "gray", "yuv420p", "qp")
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 # 8-bit formats whose plane 0 is the luma plane, read directly for fmt="gray".
@@ -33,7 +37,8 @@ _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444
 
 @dataclass
 class Frame:
-    """One decoded frame: `array` is (H, W, 3) for rgb24, (H, W) for gray, (Y, U, V) planes for yuv420p.
+    """One decoded frame: `array` is (H, W, 3) for rgb24, (H, W) for gray, (Y, U, V) planes for yuv420p,
+    and for qp the decoder's quantiser per block (`quantiser_map`).
 
     U and V of yuv420p are (ceil(H/2), ceil(W/2)). `index` counts decoded frames from the clip's start.
     """
@@ -51,17 +56,23 @@ def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
 
 
 def decoded_frames(
-    path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS
+    path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS, *, quantisers: bool = False
 ) -> Iterator[tuple[MediaInfo, av.VideoStream, int, float, av.VideoFrame]]:
     """Yield (info, stream, index, time_s, frame) for every frame, re-checking limits on each one.
 
     The low-level iterator shared by `iter_frames` and `media.encode.transcode`; the container stays
-    open while the generator is alive.
+    open while the generator is alive. ``quantisers`` asks the decoder to attach its per-block
+    quantisers to each frame (read with `quantiser_map`).
     """
     with open_input(path, limits) as (info, container, stream):
-        stream.thread_type = "AUTO"
+        # Frame threading hands out the quantisers of frames still being decoded (H.264 with B-frames:
+        # random blocks read 0); slice threading gives the same maps on every run.
+        stream.thread_type = "SLICE" if quantisers else "AUTO"
         # A stream can change size mid-way; the decoder itself refuses to allocate past max_pixels.
-        stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}
+        options = {"max_pixels": str(limits.max_pixels)}
+        if quantisers:
+            options["export_side_data"] = "venc_params"
+        stream.codec_context.options = options
         index = -1
         # Times count from the stream's start (MPEG-TS and others begin at an arbitrary timestamp).
         offset = (
@@ -96,13 +107,13 @@ def iter_frames(
     seeked). `sample=N` returns at most N frames spread uniformly over that window, chosen from the
     header's frame count (or a packet count when the header has none). `max_frames` stops early.
     """
-    if fmt not in ("rgb24", "gray", "yuv420p"):
-        raise ValueError(f"unknown frame format {fmt!r}; use rgb24, gray or yuv420p")
+    _check_format(fmt)
     if sample is not None and sample < 1:
         raise ValueError("sample must be at least 1")
     picks: set[int] | None = None
     yielded = 0
-    with contextlib.closing(decoded_frames(path, limits)) as frames:  # closes the file on early exit
+    # closes the file on early exit
+    with contextlib.closing(decoded_frames(path, limits, quantisers=fmt == "qp")) as frames:
         for info, _stream, index, time_s, frame in frames:
             if picks is None and sample is not None:
                 picks = sample_indices(path, info, sample, start_s, end_s)
@@ -141,11 +152,11 @@ def feed_frames(
     hide frames past their count); `stop_when_done` stops after the last requested frame instead.
     """
     for request in requests:
-        if request.fmt not in ("rgb24", "gray", "yuv420p"):
-            raise ValueError(f"unknown frame format {request.fmt!r}; use rgb24, gray or yuv420p")
+        _check_format(request.fmt)
     wanted = [(frozenset(r.indices), r) for r in requests]
     last = max((max(indices) for indices, _ in wanted if indices), default=-1)
-    with contextlib.closing(decoded_frames(path, limits)) as frames:
+    quantisers = any(r.fmt == "qp" for r in requests)
+    with contextlib.closing(decoded_frames(path, limits, quantisers=quantisers)) as frames:
         for _info, _stream, index, time_s, frame in frames:
             converted: dict[str, Frame] = {}
             for indices, request in wanted:
@@ -155,6 +166,11 @@ def feed_frames(
                     request.take(converted[request.fmt])
             if stop_when_done and index >= last:
                 return
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown frame format {fmt!r}; use {', '.join(FORMATS)}")
 
 
 def _read_only(array: np.ndarray | Planes) -> np.ndarray | Planes:
@@ -170,6 +186,8 @@ def read_frames(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMI
 
 def to_array(frame: av.VideoFrame, fmt: FrameFormat) -> np.ndarray | Planes:
     """Convert one decoded frame; the result never aliases decoder memory (reference frames live there)."""
+    if fmt == "qp":
+        return quantiser_map(frame)
     name = frame.format.name
     if fmt == "gray":
         if name in _LUMA_FIRST:
@@ -180,6 +198,37 @@ def to_array(frame: av.VideoFrame, fmt: FrameFormat) -> np.ndarray | Planes:
             frame = frame.reformat(format="yuv420p")
         return plane_view(frame, 0).copy(), plane_view(frame, 1).copy(), plane_view(frame, 2).copy()
     return frame.to_ndarray(format="rgb24")
+
+
+def quantiser_map(frame: av.VideoFrame) -> np.ndarray:
+    """The quantiser (QP, 0-51) of every 16x16 macroblock, (rows, cols) int32, as the H.264 decoder exports
+    it (FFmpeg's VIDEO_ENC_PARAMS side data, decoded with ``quantisers=True``); (0, 0) when the frame
+    carries none (other codecs, or a decode without the option).
+
+    The side data is read as FFmpeg lays it out (``AVVideoEncParams`` then ``AVVideoBlockParams``, the
+    C layout of a 64-bit build): one path whatever PyAV version wraps it.
+    """
+    params = frame.side_data.get(_ENC_PARAMS) if frame.side_data else None
+    if params is None:
+        return np.zeros((0, 0), np.int32)
+    raw = np.frombuffer(memoryview(params), np.uint8)
+    count = int(raw[0:4].view(np.uint32)[0])
+    offset, size = (int(v) for v in raw[8:24].view(np.uint64))
+    kind, base = (int(v) for v in raw[24:32].view(np.int32))
+    if kind != _ENC_PARAMS_H264 or count == 0 or size < 20 or offset + count * size > raw.size:
+        return np.zeros((0, 0), np.int32)
+    blocks = raw[offset : offset + count * size].reshape(count, size)[:, :20].copy().view(np.int32)
+    x, y, qp = blocks[:, 0] // 16, blocks[:, 1] // 16, base + blocks[:, 4]  # src_x, src_y, w, h, delta_qp
+    out = np.zeros((int(y.max()) + 1, int(x.max()) + 1), np.int32)
+    out[y, x] = qp
+    return out
+
+
+def mean_quantiser(maps: Iterable[np.ndarray]) -> float | None:
+    """The mean over frames of each frame's mean quantiser (`quantiser_map`), rounded to 0.01; None when
+    no frame carries one."""
+    means = [float(m.mean()) for m in maps if m.size]
+    return round(float(np.mean(means)), 2) if means else None
 
 
 def sample_indices(

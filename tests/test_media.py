@@ -145,6 +145,31 @@ def test_one_pass_feeds_each_request_its_frames(clip: Path) -> None:
         feed_frames(clip, MediaLimits(), [FrameRequest("bgr", {0}, print)])
 
 
+def test_quantiser_map_reads_the_h264_decoders_qp_per_macroblock(clip: Path, tmp_path: Path) -> None:
+    maps = {}
+    for crf in (18, 44):
+        transcode(clip, tmp_path / f"q{crf}.mp4", crf=crf, keep_audio=False, preset="ultrafast")
+        maps[crf] = [f.array for f in iter_frames(tmp_path / f"q{crf}.mp4", fmt="qp")]
+    for frames in maps.values():
+        assert len(frames) == 24 and all(m.shape == (120 // 16 + 1, 160 // 16) and m.dtype == np.int32 for m in frames)
+        assert all(0 <= m.min() and m.max() <= 51 for m in frames)  # H.264's QP range
+    assert np.mean([m.mean() for m in maps[44]]) > np.mean([m.mean() for m in maps[18]]) + 15
+    # Shared with other requests in one pass, and only where asked: the same maps
+    got: list = []
+    feed_frames(tmp_path / "q44.mp4", MediaLimits(), [FrameRequest("qp", {3}, got.append),
+                                                      FrameRequest("gray", {3}, got.append)])
+    assert np.array_equal(got[0].array, maps[44][3]) and got[1].array.shape == (120, 160)
+    # B-frames: frame-threaded decoding handed out maps of frames still being decoded (blocks read 0, a
+    # different frame each run); every read must give the same maps
+    transcode(clip, tmp_path / "b.mp4", crf=28, keep_audio=False, preset="medium")  # 3 B-frames
+    reads = [np.stack([f.array for f in iter_frames(tmp_path / "b.mp4", fmt="qp")]) for _ in range(6)]
+    assert all(np.array_equal(r, reads[0]) for r in reads) and reads[0].min() > 0
+    # H.265 exports no quantiser through FFmpeg: an empty map, never a guess
+    hevc = transcode(clip, tmp_path / "h.mp4", codec="libx265", keep_audio=False, preset="ultrafast")
+    assert hevc.video_codec == "hevc"
+    assert read_frames(tmp_path / "h.mp4", fmt="qp", max_frames=1)[0].array.shape == (0, 0)
+
+
 def test_odd_sizes_decode(tmp_path: Path) -> None:
     odd = write_odd_clip(tmp_path / "odd.mp4")
     assert read_frames(odd, fmt="rgb24")[0].array.shape == (47, 63, 3)
