@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from media import Frame, FrameRequest, MediaInfo, MediaLimits, feed_frames, probe
+from media.decode import mean_quantiser
 
 from .checkpoint import LoadedDetector, load_checkpoint
 from .heatmap import PatchMaps
@@ -41,10 +42,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "detector" / "detector.safetensors"
 DEFAULT_TEMPORAL = DEFAULT_WEIGHTS.with_name("temporal.safetensors")
-# Below this many bits per pixel per frame the codec has erased the traces the detector reads.
+# Heavily compressed: past this the codec has erased the traces the detector reads, or put its own in
+# their place, and neither model's threshold was set on such clips. H.264: the decoder's mean quantiser
+# over the frames read (QP, per 16x16 block; see docs/benchmarks/detector.md "Compression scope");
+# other codecs, which export no quantiser: bits per pixel per frame.
+MAX_H264_QP = 40.0
 MIN_VIDEO_BPP = 0.02
 MIN_STILL_BPP = 0.5
-REPORT_VERSION = 2  # 2: `temporal` and `frame_flagged` added; `flagged` is either model's decision
+# 2: `temporal` and `frame_flagged` added; `flagged` is either model's decision. 3: `mean_qp`, and the
+# temporal head's own `in_scope` / `scope_reasons` (heavy compression withdraws its decision too)
+REPORT_VERSION = 3
 
 _default_lock = threading.Lock()
 _defaults: dict[str, Any] = {}  # installed models, loaded once per process: "detector", "temporal"
@@ -105,6 +112,7 @@ class DetectorResult:
     heatmap_cell_px: int | None = None
     crops_per_frame: int = 0
     temporal: TemporalResult | None = None
+    mean_qp: float | None = None  # H.264: the decoder's mean quantiser over the frames read
 
     def with_temporal(self, temporal: TemporalResult | None) -> DetectorResult:
         """This result with the temporal head's, ``flagged`` updated to either decision."""
@@ -142,18 +150,22 @@ def _scope_size(width: int, height: int, side: int) -> list[str]:
     return [f"too small: {width}x{height} is under one {side}px crop"] if min(width, height) < side else []
 
 
-def _scope(info: Any, side: int) -> list[str]:
-    reasons = _scope_size(info.width, info.height, side)
+def _compression(info: MediaInfo, mean_qp: float | None) -> list[str]:
+    """Why the input is too heavily compressed for either model, if it is: the quantiser where the decoder
+    exports it (H.264), the bit rate otherwise (bits say less: flat scenes need few at any quality)."""
+    if mean_qp is not None:
+        return [f"heavily compressed: mean quantiser QP {mean_qp:.1f} (over {MAX_H264_QP:g})"] \
+            if mean_qp > MAX_H264_QP else []
     pixels = info.width * info.height
     if info.is_still:
         bpp = info.size_bytes * 8 / max(pixels, 1)
         if info.video_codec == "mjpeg" and bpp < MIN_STILL_BPP:
-            reasons.append(f"heavily compressed: {bpp:.2f} bits per pixel")
+            return [f"heavily compressed: {bpp:.2f} bits per pixel"]
     elif info.bit_rate and info.fps:
         bpp = info.bit_rate / (pixels * info.fps)
         if bpp < MIN_VIDEO_BPP:
-            reasons.append(f"heavily compressed: {bpp:.3f} bits per pixel per frame")
-    return reasons
+            return [f"heavily compressed: {bpp:.3f} bits per pixel per frame"]
+    return []
 
 
 @torch.no_grad()
@@ -209,10 +221,12 @@ class ClipAnalysis:
         self.plan = plan_frames(info.frame_count or 1, self.loaded.config.frames if self.loaded else 8)
         self.rgb: dict[int, tuple[float, np.ndarray]] = {}
         self.gray: dict[int, np.ndarray] = {}
+        self.qp: list[np.ndarray] = []  # the quantiser map of each frame read (empty: not exported)
 
     def requests(self) -> list[FrameRequest]:
-        return [FrameRequest("rgb24", self.plan.model, self._take_rgb),
-                FrameRequest("gray", {i for w in self.plan.windows for i in w}, self._take_gray)]
+        windows = {i for w in self.plan.windows for i in w}
+        return [FrameRequest("rgb24", self.plan.model, self._take_rgb), FrameRequest("gray", windows, self._take_gray),
+                FrameRequest("qp", {*self.plan.model, *windows}, self._take_qp)]
 
     def _take_rgb(self, frame: Frame) -> None:
         self.rgb[frame.index] = (frame.time_s, frame.array)
@@ -220,10 +234,16 @@ class ClipAnalysis:
     def _take_gray(self, frame: Frame) -> None:
         self.gray[frame.index] = frame.array
 
+    def _take_qp(self, frame: Frame) -> None:
+        self.qp.append(frame.array)
+
     def finish(self, decode_s: float) -> DetectorReport:
         """The report, once the pass is over; ``decode_s`` is what reading the frames took."""
         loaded, rgb, gray, plan, timings = self.loaded, self.rgb, self.gray, self.plan, {"decode": decode_s}
-        scope_reasons = _scope(self.info, loaded.config.smallest_crop if loaded else 64)
+        mean_qp = mean_quantiser(self.qp)
+        compression = _compression(self.info, mean_qp)
+        scope_reasons = _scope_size(self.info.width, self.info.height,
+                                    loaded.config.smallest_crop if loaded else 64) + compression
         t = time.perf_counter()
         lumas = [np.dot(rgb[i][1][..., :3], np.float32([0.299, 0.587, 0.114])).astype(np.float32)
                  for i in sorted(rgb)]
@@ -239,6 +259,8 @@ class ClipAnalysis:
         t = time.perf_counter()
         features = temporal_features(steps) if self.temporal is not None else None
         temporal = self.temporal.score(features) if self.temporal is not None and features is not None else None
+        if temporal is not None and compression:
+            temporal = temporal.out_of_scope(compression)
         timings["temporal"] = time.perf_counter() - t
         t = time.perf_counter()
         result: DetectorResult | None = None
@@ -253,6 +275,7 @@ class ClipAnalysis:
             else:
                 result, maps = _run_model(loaded, rgb)
             result.with_temporal(temporal)
+            result.mean_qp = mean_qp
         timings["detector"] = time.perf_counter() - t
         timings["total"] = sum(timings.values())
         return DetectorReport(result, signals, scope_reasons or ([] if loaded else ["no detector weights installed"]),

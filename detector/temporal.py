@@ -189,7 +189,9 @@ def fit_head(x: np.ndarray, y: np.ndarray, cfg: TemporalConfig | None = None, *,
 
 @dataclass
 class TemporalResult:
-    """The head's view of one clip, as the report shows it (``probability`` calibrated)."""
+    """The head's view of one clip, as the report shows it (``probability`` calibrated). Out of scope
+    (``in_scope`` False: the clip is compressed past what its threshold was set on), the score is kept
+    for the record and ``flagged`` is False whatever it is."""
 
     model_id: str
     probability: float
@@ -198,6 +200,12 @@ class TemporalResult:
     threshold_probability: float
     target_fpr: float
     features: dict[str, float] = field(default_factory=dict)
+    in_scope: bool = True
+    scope_reasons: list[str] = field(default_factory=list)
+
+    def out_of_scope(self, reasons: Sequence[str]) -> TemporalResult:
+        """This result with its decision withdrawn for ``reasons``."""
+        return dataclasses.replace(self, flagged=False, in_scope=False, scope_reasons=list(reasons))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

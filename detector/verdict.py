@@ -7,7 +7,8 @@ the training-free signals. Labels:
 * ``ai_generated_watermarked``: our watermark leads to a stored manifest that declares AI origin;
 * ``likely_ai_generated``: the detector flags the clip (or a signed-but-unverifiable declaration says
   AI) and nothing speaks against it;
-* ``uncertain``: the evidence disagrees, or the input is outside the detector's scope;
+* ``uncertain``: the evidence disagrees, or the input is outside the detector's scope (too small for
+  the frame model, or compressed past what either model's threshold was set on);
 * ``no_evidence_of_ai``: the detector ran in scope below its threshold and no signal flagged.
 
 There is deliberately no "authentic" label: a detector that finds nothing is not proof of capture,
@@ -36,6 +37,8 @@ class TemporalEvidence(Protocol):
     flagged: bool
     threshold_probability: float
     target_fpr: float
+    in_scope: bool
+    scope_reasons: list[str]
 
 
 class DetectorEvidence(Protocol):
@@ -162,6 +165,10 @@ def verdict(report: dict[str, Any], detector_result: DetectorEvidence | None,
 
 
 def _temporal_line(t: TemporalEvidence) -> str:
+    if not t.in_scope:
+        return (f"Temporal head {t.model_id}: P(AI) {t.probability:.4f}, not used: {'; '.join(t.scope_reasons)} "
+                f"(its threshold {t.threshold_probability:.4f} holds {t.target_fpr:.1%} false positives only on "
+                f"clips compressed less).")
     return (f"Temporal head {t.model_id}: P(AI) {t.probability:.4f} is {'above' if t.flagged else 'below'} "
             f"threshold {t.threshold_probability:.4f}, set for {t.target_fpr:.1%} false positives on real clips "
             f"(frame-to-frame change that motion does not explain).")

@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # the detector is optional: imported where it is used, see _s
 
 log = logging.getLogger(__name__)
 # 2: detector, artifacts and verdict sections; 3: keyframes section; 4: the detector's temporal head
-# (`detector.temporal`, `detector.frame_flagged`; `detector.flagged` is either model's decision)
-REPORT_VERSION = 4
+# (`detector.temporal`, `detector.frame_flagged`; `detector.flagged` is either model's decision);
+# 5: `detector.mean_qp`, and heavy compression takes the temporal head out of scope too
+REPORT_VERSION = 5
 
 
 def trust_config(settings: Settings, extra_anchors: tuple[Path, ...] = (),

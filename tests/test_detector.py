@@ -155,19 +155,26 @@ def test_temperature_and_isotonic_calibration(tmp_path: Path) -> None:
 # --- verdict rules ---------------------------------------------------------------------------
 
 
+HEAVY = "heavily compressed: mean quantiser QP 47.0 (over 40)"
+
+
 class Temporal:
-    def __init__(self, p: float, flagged: bool) -> None:
-        self.probability, self.flagged, self.threshold_probability, self.target_fpr = p, flagged, 0.7, 0.01
-        self.model_id = "t"
+    """The temporal head's result; out of scope, its decision is withdrawn (never flagged)."""
+
+    def __init__(self, p: float, flagged: bool, in_scope: bool = True) -> None:
+        self.probability, self.threshold_probability, self.target_fpr = p, 0.7, 0.01
+        self.flagged, self.in_scope = flagged and in_scope, in_scope
+        self.scope_reasons, self.model_id = [] if in_scope else [HEAVY], "t"
 
 
 class Det:
     """A detector result: the frame model's score and decision, and the temporal head's (or None)."""
 
-    def __init__(self, p: float | None, flagged: bool, in_scope: bool = True, temporal: Temporal | None = None) -> None:
+    def __init__(self, p: float | None, flagged: bool, in_scope: bool = True, temporal: Temporal | None = None,
+                 why: str = "too small: 48x48 is under one 64px crop") -> None:
         self.probability, self.frame_flagged, self.in_scope, self.temporal = p, flagged, in_scope, temporal
         self.flagged = flagged or bool(temporal and temporal.flagged)
-        self.scope_reasons = [] if in_scope else ["too small: 48x48 is under one 64px crop"]
+        self.scope_reasons = [] if in_scope else [why]
         self.threshold_probability, self.target_fpr, self.model_id = 0.6, 0.01, "m"
 
 
@@ -211,6 +218,13 @@ CASES = [
     (NONE, Det(None, False, in_scope=False, temporal=Temporal(0.9, True)), [], "likely_ai_generated"),
     (NONE, Det(None, False, in_scope=False, temporal=Temporal(0.2, False)), [], "uncertain"),
     (SIGNED_CAPTURE, Det(0.1, False, temporal=Temporal(0.9, True)), [], "uncertain"),
+    # heavily compressed: neither model decides, whatever the temporal head's score
+    (NONE, Det(None, False, in_scope=False, why=HEAVY, temporal=Temporal(0.95, True, in_scope=False)), [],
+     "uncertain"),
+    (NONE, Det(None, False, in_scope=False, why=HEAVY, temporal=Temporal(0.1, False, in_scope=False)), [],
+     "uncertain"),
+    (UNTRUSTED_AI, Det(None, False, in_scope=False, why=HEAVY, temporal=Temporal(0.1, False, in_scope=False)), [],
+     "likely_ai_generated"),
 ]
 
 
@@ -220,6 +234,13 @@ def test_verdict_rules(report: dict, det: Det | None, signals: list[Signal], exp
     assert v.label == expected and v.label in LABELS
     assert v.reasons and all(isinstance(r, str) and r for r in v.reasons)
     assert v.to_dict()["version"] == 1
+
+
+def test_a_withdrawn_temporal_decision_is_reported_with_its_reason() -> None:
+    det = Det(None, False, in_scope=False, why=HEAVY, temporal=Temporal(0.95, True, in_scope=False))
+    v = verdict(NONE, det, [])
+    assert v.label == "uncertain" and HEAVY in v.reasons[0]
+    assert "P(AI) 0.9500, not used: " + HEAVY in v.reasons[1]
 
 
 def test_no_evidence_verdict_says_it_is_not_proof() -> None:
@@ -328,3 +349,23 @@ def test_analyse_file_marks_tiny_input_out_of_scope(tiny_checkpoint: Path, tmp_p
     det = analyse_file(clip, model=tiny_checkpoint).detector
     assert not det.in_scope and "too small" in det.scope_reasons[0]
     assert verdict({"c2pa": {}, "watermark": {}}, det, []).label == "uncertain"
+
+
+def test_heavy_compression_is_out_of_scope_by_the_decoders_quantiser(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from detector import analyse_file
+    from detector.analyse import MAX_H264_QP
+    from media import transcode
+    from media.synthetic import make_test_clip
+
+    clip = make_test_clip(tmp_path / "c.mp4", width=160, height=96, frames=12, pattern="moving")
+    light = analyse_file(clip, model=tiny_checkpoint).detector
+    assert light.in_scope and light.mean_qp is not None and light.mean_qp <= MAX_H264_QP
+    transcode(clip, tmp_path / "heavy.mp4", crf=51, preset="ultrafast")
+    heavy = analyse_file(tmp_path / "heavy.mp4", model=tiny_checkpoint).detector
+    assert heavy.mean_qp > MAX_H264_QP and not heavy.in_scope and heavy.probability is None
+    assert heavy.scope_reasons == [f"heavily compressed: mean quantiser QP {heavy.mean_qp:.1f} (over {MAX_H264_QP:g})"]
+    assert verdict({"c2pa": {}, "watermark": {}}, heavy, []).label == "uncertain"
+    # H.265 exports no quantiser: the bit-rate floor stands in (these bits are plenty)
+    transcode(clip, tmp_path / "h.mp4", codec="libx265", crf=28, preset="ultrafast")
+    hevc = analyse_file(tmp_path / "h.mp4", model=tiny_checkpoint).detector
+    assert hevc.mean_qp is None and hevc.in_scope

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from detector.analyse import analyse_file
+from detector.analyse import MAX_H264_QP, analyse_file
 from detector.calibration import calibrate, threshold_at_fpr
 from detector.clipkit import CONDITIONS, BaseClip, build_clip_kit, camera_pan, condition_features, read_clip_kit
 from detector.signals import compensated_steps
@@ -26,7 +26,7 @@ from detector.temporal import (
 )
 from detector.train_temporal import threshold_by_condition, train_temporal_head
 from detector.verdict import verdict
-from media import VideoWriter
+from media import VideoWriter, transcode
 
 W, H, N = 160, 96, 12
 
@@ -227,3 +227,17 @@ def test_analyse_file_reports_the_temporal_head_and_the_verdict_uses_it(trained_
         assert any(r.startswith("Temporal head") for r in v.reasons)
         if expect:
             assert v.label == "likely_ai_generated"
+
+
+def test_heavy_compression_withdraws_the_temporal_heads_decision(trained_head: tuple[Path, dict],
+                                                                 tmp_path: Path) -> None:
+    root, _ = trained_head
+    head = load_head(root / "temporal.safetensors")
+    boil = _write(tmp_path / "boil.mp4", boiling(50))
+    transcode(boil, tmp_path / "heavy.mp4", crf=51, preset="ultrafast")
+    det = analyse_file(tmp_path / "heavy.mp4", temporal=head).detector
+    assert det is not None and det.temporal is not None and det.mean_qp > MAX_H264_QP
+    assert not det.temporal.in_scope and not det.temporal.flagged and not det.flagged
+    assert det.temporal.scope_reasons == det.scope_reasons and "heavily compressed" in det.scope_reasons[0]
+    v = verdict({"c2pa": {"state": "absent"}, "watermark": {"present": False}}, det, [])
+    assert v.label == "uncertain" and any("not used: heavily compressed" in r for r in v.reasons)

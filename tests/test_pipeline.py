@@ -409,7 +409,7 @@ def test_sign_then_verify_then_recover_through_the_watermark(runtime: Runtime, t
     vctx = _ctx(runtime, "job-verify", {"input": {"sha256": output.sha256, "size": output.size}}, tmp_path / "s2")
     outcome = verify_work(vctx)
     report = json.loads(runtime.store.open(outcome.artifacts[0].sha256).read())
-    assert report["version"] == 4 and report["c2pa"]["state"] == "trusted" and report["watermark"]["present"]
+    assert report["version"] == 5 and report["c2pa"]["state"] == "trusted" and report["watermark"]["present"]
     assert report["watermark"]["payload"] == signed.result["watermark"]["payload"]
     assert report["file"]["sha256"] == output.sha256 and report["detector"]["state"] == "disabled"
     assert outcome.result["summary"]["c2pa_state"] == "trusted"

@@ -125,7 +125,7 @@ def test_verification_is_accepted_then_reports(client, env: WebEnv) -> None:
     body = client.get(response.headers["Location"], headers=env.auth("alice")).get_json()
     assert body["state"] == "succeeded"
     report = body["report"]
-    assert report["version"] == 4 and report["file"]["width"] == 160 and report["c2pa"]["state"] == "absent"
+    assert report["version"] == 5 and report["file"]["width"] == 160 and report["c2pa"]["state"] == "absent"
     assert "path" not in report["c2pa"]  # no server paths leak
     report_artifact = next(a for a in body["artifacts"] if a["role"] == "report")
     download = client.get(report_artifact["href"], headers=env.auth("alice"))

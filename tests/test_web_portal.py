@@ -111,6 +111,27 @@ def test_report_page_shows_heatmaps_on_keyframes_with_a_legend(client, env: WebE
     assert [i["heatmap_artifact"]["href"] for i in export["items"]] == heatmaps
 
 
+@pytest.mark.slow
+def test_report_page_says_why_a_heavily_compressed_clip_is_not_judged(client, env: WebEnv, monkeypatch,
+                                                                      tmp_path) -> None:
+    pytest.importorskip("detector")
+    from media import transcode
+
+    monkeypatch.setattr(env.pipeline.runtime, "settings", dataclasses.replace(env.settings, verify_detector=True))
+    env.pipeline.inline = True
+    crushed = tmp_path / "crushed.mp4"
+    transcode(env.clip, crushed, crf=51, preset="ultrafast")
+    response = client.post("/verify", data={**env.upload("crushed.mp4", crushed.read_bytes()),
+                                            "csrf_token": token(client)})
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    detector_panel = html[html.index('id="det-h"'):html.index('id="file-h"')]
+    assert "Outside the frame model's scope: heavily compressed: mean quantiser QP" in detector_panel
+    assert "Not used for the verdict: heavily compressed: mean quantiser QP" in detector_panel
+    report = json.loads(client.get(f"{response.headers['Location']}/report.json").data)
+    assert report["detector"]["mean_qp"] > 40 and report["detector"]["temporal"]["in_scope"] is False
+    assert report["verdict"]["label"] == "uncertain"
+
+
 def test_script_uploads_get_json_and_problems_are_readable(client, env: WebEnv) -> None:
     response = client.post("/verify", data={**env.upload(), "csrf_token": token(client)},
                            headers={"Accept": "application/json"})
