@@ -45,6 +45,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 from detector import ClipAnalysis, DetectorReport, analyse_file, evaluate_detector, load_checkpoint  # noqa: E402
+from detector.analyse import MAX_H264_QP  # noqa: E402
 from detector.augment import video_codec_roundtrip  # noqa: E402
 from detector.calibration import reliability, write_reliability_plot  # noqa: E402
 from detector.clipkit import KIT_DIR_NAME, build_clip_kit, read_clip_kit  # noqa: E402
@@ -276,46 +277,104 @@ def own_unseen_settings(out: Path, head: LoadedTemporalHead, n: int = 6) -> list
 
 
 # Encodings outside the clip kit's conditions (CRF 18 / 28 / 40 at full and half size): (CRF, scale).
-BEYOND_KIT = ((23, 0.75), (33, 1.0), (35, 0.75), (44, 1.0))
+BEYOND_KIT = ((23, 0.75), (33, 1.0), (35, 0.75), (44, 1.0), (44, 0.5), (47, 1.0))
 
 
-def beyond_kit(kit: Path, head: LoadedTemporalHead) -> dict[tuple[str, int, float], tuple[int, int]]:
-    """The temporal head's flags on the clip kit's val and test base clips re-encoded at `BEYOND_KIT`:
-    (source, CRF, scale) -> (flagged, clips). Val clips set the threshold, at other encodings."""
+def beyond_kit(kit: Path, head: LoadedTemporalHead) -> list[dict]:
+    """The temporal head on the clip kit's val and test base clips re-encoded at `BEYOND_KIT`: one record
+    per clip and encoding (source, split, label, crf, scale, the decoder's ``mean_qp``, ``flagged`` by the
+    head). Val clips set the threshold, at the kit's own encodings."""
     import tempfile
 
-    from detector.clipkit import base_clips, condition_features
+    from detector.clipkit import base_clips, condition_reading
 
     thr = head.calibration.threshold_logit
     built = read_clip_kit(kit).info  # the same base clips as the kit's
     sizes = {k: built[k] for k in ("dit_clips", "extra_scenes", "seed") if k in built}
-    out: dict[tuple[str, int, float], list[bool]] = {}
+    out: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="veriframe-bench-") as tmp:
         for clip in base_clips(kit, **sizes):
             if clip.split == "train":
                 continue
             for crf, scale in BEYOND_KIT:
-                x = condition_features(clip, crf, scale, Path(tmp))
+                x, mean_qp = condition_reading(clip, crf, scale, Path(tmp))
                 if x is not None:
-                    out.setdefault((clip.source, crf, scale), []).append(bool(head.head.logits(x)[0] > thr))
-    return {k: (sum(v), len(v)) for k, v in out.items()}
+                    out.append({"source": clip.source, "split": clip.split, "label": clip.label, "crf": crf,
+                                "scale": scale, "mean_qp": mean_qp, "flagged": bool(head.head.logits(x)[0] > thr)})
+    return out
 
 
-def beyond_section(rates: dict[tuple[str, int, float], tuple[int, int]]) -> list[str]:
+def kept(record: dict) -> bool:
+    """`analyse_file` keeps this flag: the clip is within the compression scope."""
+    return record["flagged"] and (record["mean_qp"] is None or record["mean_qp"] <= MAX_H264_QP)
+
+
+def beyond_rates(records: list[dict]) -> dict[tuple[str, int, float], tuple[int, int, int, int]]:
+    """(source, CRF, scale) -> (flagged, flagged and kept, out of scope, clips)."""
+    groups: dict[tuple[str, int, float], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["source"], r["crf"], r["scale"]), []).append(r)
+    return {k: (sum(r["flagged"] for r in v), sum(kept(r) for r in v),
+                sum(r["mean_qp"] is not None and r["mean_qp"] > MAX_H264_QP for r in v), len(v))
+            for k, v in groups.items()}
+
+
+# Bands of the decoder's mean quantiser for the scope table (upper edges, QP).
+QP_BANDS = (30, 34, 36, 38, 40, 42, 44, 46, 52)
+
+
+def scope_section(kit: Path, head: LoadedTemporalHead, records: list[dict]) -> list[str]:
+    """How the temporal head's false positives and true positives depend on the decoder's quantiser: the clip
+    kit's val and test clips at its own encodings and at `BEYOND_KIT`, by band of mean QP."""
+    clip_kit = read_clip_kit(kit)
+    z = head.head.logits(clip_kit.x)
+    thr = head.calibration.threshold_logit
+    rows = [{"split": r["split"], "label": int(r["label"]), "mean_qp": float(r["mean_qp"]), "flagged": bool(v > thr)}
+            for r, v in zip(clip_kit.rows, z, strict=True) if r["split"] != "train" and r.get("mean_qp")]
+    rows += [r for r in records if r["mean_qp"] is not None]
+    lines = ["## Compression scope: the temporal head by the decoder's quantiser", "",
+             "Every val and test clip of the two tables above (the clip kit's own encodings and the ones beyond "
+             "it), by the mean H.264 quantiser the decoder reports for the frames the detector reads. Real: "
+             "flagged / clips (false positives); AI: flagged / clips. Clips over QP "
+             f"{MAX_H264_QP:g} are out of scope in service (`detector.analyse.MAX_H264_QP`: about the 95th "
+             "percentile of the val real clips' quantiser at the kit's own encodings, the range the threshold was "
+             "calibrated on); their flags are withdrawn and the verdict is `uncertain`.", "",
+             "| mean QP | val real | val AI | test real | test AI |", "|---|---:|---:|---:|---:|"]
+    lo = 0
+    for hi in QP_BANDS:
+        cells = []
+        for split in ("val", "test"):
+            for label in (0, 1):
+                band = [r for r in rows if r["split"] == split and r["label"] == label and lo < r["mean_qp"] <= hi]
+                hit = sum(r["flagged"] for r in band)
+                cells.append(f"{hit}/{len(band)}" + (f" ({hit / len(band):.3f})" if band else ""))
+        lines.append(f"| ({lo}, {hi}] | " + " | ".join(cells) + " |")
+        lo = hi
+    for split in ("val", "test"):
+        real = [r for r in rows if r["split"] == split and r["label"] == 0]
+        inside = [r for r in real if r["mean_qp"] <= MAX_H264_QP]
+        lines += ["", f"{split}: real clips within QP {MAX_H264_QP:g} flagged {sum(r['flagged'] for r in inside)}/"
+                     f"{len(inside)}; over it {sum(r['flagged'] for r in real) - sum(r['flagged'] for r in inside)}/"
+                     f"{len(real) - len(inside)} (withdrawn)."]
+    return lines + [""]
+
+
+def beyond_section(rates: dict[tuple[str, int, float], tuple[int, int, int, int]]) -> list[str]:
     sources = sorted({k[0] for k in rates}, key=lambda s: (s == "veriframe-dit", s))
     lines = ["## Temporal head at encodings outside its clip kit", "",
              "The clip kit's val and test base clips (val set the threshold, at the kit's own encodings), written "
              "at CRF / scale pairs the kit never had. Real sources: clips flagged (false positives); "
-             "`veriframe-dit`: clips flagged (true positives).", "",
+             "`veriframe-dit`: clips flagged (true positives). Each cell: flagged by the head / flags the detector "
+             f"keeps (mean quantiser at most QP {MAX_H264_QP:g}; over it the clip is out of scope and the verdict "
+             "`uncertain`) / clips out of scope / clips.", "",
              "| source | " + " | ".join(f"CRF {c}, scale {s:g}" for c, s in BEYOND_KIT) + " |",
              "|---|" + "---:|" * len(BEYOND_KIT)]
     for src in sources:
-        lines.append(f"| {src} | " + " | ".join("{}/{}".format(*rates.get((src, c, s), (0, 0))) for c, s in BEYOND_KIT)
-                     + " |")
-    real = [sum(v[i] for (src, c, s), v in rates.items() if src != "veriframe-dit" and (c, s) == cs)
-            for cs in BEYOND_KIT for i in (0, 1)]
-    lines.append("| all real | " + " | ".join(f"{real[2 * j]}/{real[2 * j + 1]}" for j in range(len(BEYOND_KIT)))
-                 + " |")
+        lines.append(f"| {src} | " + " | ".join("{} / {} / {} / {}".format(*rates.get((src, c, s), (0, 0, 0, 0)))
+                                                 for c, s in BEYOND_KIT) + " |")
+    real = [[sum(v[i] for (src, c, s), v in rates.items() if src != "veriframe-dit" and (c, s) == cs)
+             for i in range(4)] for cs in BEYOND_KIT]
+    lines.append("| all real | " + " | ".join("{} / {} / {} / {}".format(*r) for r in real) + " |")
     return lines + [""]
 
 
@@ -415,11 +474,12 @@ def main() -> None:
     models = {"model": args.weights, **({"baseline": args.baseline_weights} if args.baseline_weights else {})}
     own = own_generated(OUT / "own", models, head, args.own_clips) if args.own_clips else []
     unseen = own_unseen_settings(OUT / "unseen", head) if args.own_clips else []
-    beyond = beyond_kit(args.kit, head)
+    records = beyond_kit(args.kit, head)
+    scope = scope_section(args.kit, head, records)
     speed = timing(OUT, args.weights, head)
     left = downscale_leftovers(args.kit)
     write_markdown(args, report, loaded, heavy_fpr, len(reals), table, clips, own, speed, left,
-                   time.perf_counter() - began, head, temporal, unseen, beyond)
+                   time.perf_counter() - began, head, temporal, unseen, beyond_rates(records), scope)
 
 
 def own_rows(own: list[dict], condition: str, label: int) -> list[dict]:
@@ -465,17 +525,23 @@ def targets(report, heavy_fpr, n_heavy, clips, own, speed, temporal, beyond) -> 
     n_clips = sum(1 for r in clips if not r["label"])
     fp_shapes = sum(own_rates(own, c, 0)[0] for c in ("signed", *LAUNDERING))
     n_shapes = sum(own_rates(own, c, 0)[2] for c in ("signed", *LAUNDERING))
-    kit_fpr, kit_real = temporal["all"]["fpr"], temporal["all"]["n_real"]
-    worst = max(((c, s, sum(v[0] for k, v in beyond.items() if k[1:] == (c, s) and k[0] != "veriframe-dit"),
-                  sum(v[1] for k, v in beyond.items() if k[1:] == (c, s) and k[0] != "veriframe-dit"))
-                 for c, s in BEYOND_KIT), key=lambda w: w[2] / max(w[3], 1))
-    any_fp = bool(reals["fpr"] or heavy_fpr or fp_clips or fp_shapes or kit_fpr > 0.01 or worst[2] > 0.01 * worst[3])
+    kit_fpr, kit_real = temporal["all"]["scoped_fpr"], temporal["all"]["n_real"]
+    kit_worst = max((c for c in temporal if c != "all"), key=lambda c: temporal[c]["scoped_fpr"] or 0.0)
+
+    def real_at(cs: tuple[int, float], i: int) -> int:  # i: 0 flagged, 1 kept, 2 out of scope, 3 clips
+        return sum(v[i] for k, v in beyond.items() if k[1:] == cs and k[0] != "veriframe-dit")
+
+    worst = max(BEYOND_KIT, key=lambda cs: real_at(cs, 1) / max(real_at(cs, 3), 1))
+    kept, flagged, n_worst = real_at(worst, 1), real_at(worst, 0), real_at(worst, 3)
+    any_fp = bool(reals["fpr"] or heavy_fpr or fp_clips or fp_shapes or kit_fpr > 0.01
+                  or temporal[kit_worst]["scoped_fpr"] > 0.01 or kept > 0.01 * n_worst)
     rows.append(f"| FPR <= 1% on held-out real (incl. heavy compression, animated film) | frame model: "
                 f"{fmt(reals['fpr'])} on {reals['n_real']} reals, {fmt(heavy_fpr)} on {n_heavy} after CRF 35; "
                 f"detector (frame model or temporal head): {fp_clips} of {n_clips} real clip encodings, {fp_shapes} of "
-                f"{n_shapes} rendered Shapes clip encodings; temporal head: {fmt(kit_fpr)} on the clip kit's "
-                f"{kit_real} real test clips, at worst {worst[2]}/{worst[3]} of its val and test real clips at CRF "
-                f"{worst[0]}, scale {worst[1]:g} | "
+                f"{n_shapes} rendered Shapes clip encodings; temporal head, flags kept (mean QP <= "
+                f"{MAX_H264_QP:g}): {fmt(kit_fpr)} on the clip kit's {kit_real} real test clips (worst condition "
+                f"{kit_worst}: {fmt(temporal[kit_worst]['scoped_fpr'])}), at worst {kept}/{n_worst} of its val and "
+                f"test real clips at CRF {worst[0]}, scale {worst[1]:g} ({flagged} flagged before the scope rule) | "
                 f"{'**missed** on these samples' if any_fp else 'met on these samples; they cannot resolve 1%'} |")
     rows.append(f"| 10 s 720p verified end to end in <= 5 s on 2 cores | {speed['total']:.2f} s | "
                 f"{mark(speed['total'] <= 5)} |")
@@ -490,11 +556,16 @@ def temporal_section(temporal: dict) -> list[str]:
              "segments of the real footage, the animated film), each written at CRF 18 / CRF 28 at full and half "
              "size (`laundered`: half size at CRF 28) and at CRF 40 (`heavy`, `heavy_half`). The head never saw these "
              "clips; its "
-             "threshold came from the val split's real clips.", "",
-             "| condition | clips (AI / real) | AUC | AP | TPR @thr | FPR @thr |", "|---|---:|---:|---:|---:|---:|"]
+             f"threshold came from the val split's real clips. In service (`analyse_file`) a clip whose mean "
+             f"H.264 quantiser is over QP {MAX_H264_QP:g} is out of scope: the head's flag is withdrawn (verdict "
+             "`uncertain`); the last columns count only flags the detector keeps.", "",
+             "| condition | clips (AI / real) | AUC | AP | TPR @thr | FPR @thr | out of scope (AI / real) | TPR kept | "
+             "FPR kept |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for cond, m in temporal.items():
+        oos = m.get("out_of_scope", [0, 0])
         lines.append(f"| {cond} | {m['n_ai']} / {m['n_real']} | {fmt(m['auc'])} | {fmt(m['ap'])} | {fmt(m['tpr'])} | "
-                     f"{fmt(m['fpr'])} |")
+                     f"{fmt(m['fpr'])} | {oos[0]} / {oos[1]} | {fmt(m.get('scoped_tpr'))} | "
+                     f"{fmt(m.get('scoped_fpr'))} |")
     lines += ["", "Per source, all conditions (real sources: FPR; `veriframe-dit`: TPR): " + ", ".join(
         f"{k} {v:.3f}" for k, v in temporal["all"]["per_source"].items()) + ".", ""]
     return lines
@@ -520,9 +591,10 @@ def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: 
              "--source generated` without the manifest store). Every laundering step re-encodes, which strips the "
              "manifest. Real side: the same scenes rendered by the Shapes world (CG, not AI), issued the same "
              "way (watermarked, signed as `capture`). Flagged = the clip logit is above the operating threshold; "
-             f"a clip out of the model's scope (a side under {smallest_crop} px, or under its bits-per-pixel floor) "
-             "is never flagged by the frame model. The temporal head reads runs of consecutive frames and "
-             "needs only 32 px; the detector flags a clip when either does.", "",
+             f"a clip out of the model's scope (a side under {smallest_crop} px, or compressed past a mean "
+             f"quantiser of QP {MAX_H264_QP:g}) is never flagged by the frame model. The temporal head reads runs "
+             "of consecutive frames and needs only 32 px (heavy compression takes it out of scope too); the "
+             "detector flags a clip when either does.", "",
              "| condition | detector flagged (TPR) | frame model flagged | temporal head flagged | frame model in "
              "scope | median P(AI): frame / temporal | watermark found | manifest | rendered scenes flagged "
              "(FPR) | any signal flagged: own / rendered | temporal flicker: own / rendered |"
@@ -553,7 +625,7 @@ def own_section(own: list[dict], n_clips: int, smallest_crop: int, baseline_id: 
 
 
 def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, speed, left,  # noqa: ANN001
-                   seconds, head, temporal, unseen, beyond) -> None:
+                   seconds, head, temporal, unseen, beyond, scope) -> None:
     cal = loaded.calibration
     weights_name = args.weights.relative_to(ROOT) if args.weights.is_relative_to(ROOT) else args.weights
     lines = [
@@ -594,6 +666,7 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
     lines += leftovers_section(left)
     lines += temporal_section(temporal)
     lines += beyond_section(beyond)
+    lines += scope
     if clips:
         lines += ["## Clip level (`analyse_file`, 4-5 s clips at native size)", "",
                   "P(AI): the frame model's; temporal: the temporal head's; flagged: the detector (either).", "",

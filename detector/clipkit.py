@@ -21,7 +21,8 @@ Every base clip is written and decoded through `media` under each of `CONDITIONS
 scale, applied to both classes alike); training clips get one extra random draw (CRF 18-42). The features are
 computed from the frames `detector.analyse` would decode (`sampling.plan_frames` windows), so the
 head sees at training what it sees in service. ``features.npz`` holds the matrix; ``clips.csv`` the
-rows (source, group, split, condition, label).
+rows (source, group, split, condition, label, and the decoder's mean quantiser ``mean_qp``: the compression
+scope of `detector.analyse` reads it).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import cv2
 import numpy as np
 
 from media import VideoWriter, atomic_path, feed_frames, probe
-from media.decode import FrameRequest
+from media.decode import FrameRequest, mean_quantiser
 from media.limits import MediaLimits
 
 from .datakit import SPLIT_CUTS, split_at
@@ -145,18 +146,22 @@ def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, 
         yield BaseClip(seg, 8.0, 0, "cg-synthetic", f"anim-{k:02d}", split)
 
 
-def clip_windows(path: Path) -> list[np.ndarray]:
-    """The luma windows `detector.analyse` decodes from ``path`` (the same plan, the same conversion)."""
+def clip_windows(path: Path) -> tuple[list[np.ndarray], float | None]:
+    """The luma windows `detector.analyse` decodes from ``path`` (the same plan, the same conversion), and
+    the decoder's mean quantiser over the frames it reads (None: the codec exports none)."""
     info = probe(path)
     plan = plan_frames(info.frame_count or 1, 8)
     gray: dict[int, np.ndarray] = {}
-    feed_frames(path, MediaLimits(), [FrameRequest("gray", plan.all, lambda f: gray.__setitem__(f.index, f.array))],
-                stop_when_done=True)
-    return [np.stack([gray[i].astype(np.float32) for i in w]) for w in plan.windows if all(i in gray for i in w)]
+    qp: list[np.ndarray] = []
+    feed_frames(path, MediaLimits(), [FrameRequest("gray", plan.all, lambda f: gray.__setitem__(f.index, f.array)),
+                                      FrameRequest("qp", plan.all, lambda f: qp.append(f.array))], stop_when_done=True)
+    windows = [np.stack([gray[i].astype(np.float32) for i in w]) for w in plan.windows if all(i in gray for i in w)]
+    return windows, mean_quantiser(qp)
 
 
-def condition_features(clip: BaseClip, crf: int, scale: float, workdir: Path) -> np.ndarray | None:
-    """``clip`` written at ``crf`` after an area resize by ``scale`` (even sides), decoded, featurised."""
+def condition_reading(clip: BaseClip, crf: int, scale: float, workdir: Path) -> tuple[np.ndarray | None, float | None]:
+    """``clip`` written at ``crf`` after an area resize by ``scale`` (even sides), decoded: its features
+    (None without a run of 3 frames of 32 px) and the decoder's mean quantiser."""
     h, w = clip.frames.shape[1:3]
     ow, oh = max(2, round(w * scale) // 2 * 2), max(2, round(h * scale) // 2 * 2)
     path = workdir / "clip.mp4"
@@ -164,7 +169,13 @@ def condition_features(clip: BaseClip, crf: int, scale: float, workdir: Path) ->
         for f in clip.frames:
             f = cv2.resize(f, (ow, oh), interpolation=cv2.INTER_AREA) if (ow, oh) != (w, h) else f
             out.write_rgb(np.ascontiguousarray(f))
-    return temporal_features(compensated_steps(clip_windows(path), reliability=True))
+    windows, mean_qp = clip_windows(path)
+    return temporal_features(compensated_steps(windows, reliability=True)), mean_qp
+
+
+def condition_features(clip: BaseClip, crf: int, scale: float, workdir: Path) -> np.ndarray | None:
+    """`condition_reading`'s features alone."""
+    return condition_reading(clip, crf, scale, workdir)[0]
 
 
 def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0,
@@ -193,13 +204,14 @@ def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: i
                 conditions["random"] = (int(rng.integers(RANDOM_CRF[0], RANDOM_CRF[1] + 1)),
                                         float(rng.choice((1.0, 0.75, 0.5))))
             for name, (crf, scale) in conditions.items():
-                x = condition_features(clip, crf, scale, Path(tmp))
+                x, mean_qp = condition_reading(clip, crf, scale, Path(tmp))
                 if x is None:
                     continue
                 feats.append(x)
                 rows.append({"source": clip.source, "group": clip.group, "split": clip.split, "condition": name,
                              "crf": crf, "scale": scale, "label": clip.label, "frames": len(clip.frames),
-                             "size": f"{clip.frames.shape[2]}x{clip.frames.shape[1]}"})
+                             "size": f"{clip.frames.shape[2]}x{clip.frames.shape[1]}",
+                             "mean_qp": "" if mean_qp is None else mean_qp})
             if n % 25 == 0:
                 log.info("clip kit: %d base clips, %d rows, %.0f s", n + 1, len(rows), time.perf_counter() - began)
     if not rows:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .analyse import MAX_H264_QP
 from .calibration import calibrate, threshold_at_fpr
 from .clipkit import CONDITIONS, ClipKit, read_clip_kit
 from .evaluate import binary_metrics
@@ -35,10 +36,19 @@ def threshold_by_condition(real_logits: np.ndarray, conditions: Sequence[str], f
     return {c: threshold_at_fpr(z[cond == c], fpr) for c in sorted(set(cond.tolist()))}
 
 
+def in_scope(kit: ClipKit) -> np.ndarray:
+    """Rows `detector.analyse` would judge: mean quantiser at most `MAX_H264_QP` (rows of a kit built
+    before the quantiser was recorded count as in scope)."""
+    return np.array([not r.get("mean_qp") or float(r["mean_qp"]) <= MAX_H264_QP for r in kit.rows], bool)
+
+
 def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test") -> dict[str, Any]:
-    """Metrics per condition (AUC, AP, TPR and FPR at the stored threshold) and rates per source."""
+    """Metrics per condition (AUC, AP, TPR and FPR at the stored threshold), rates per source, and the
+    decisions `detector.analyse` keeps: ``scoped_tpr`` / ``scoped_fpr`` count a flag only on a clip in
+    the compression scope (`in_scope`); ``out_of_scope`` is (AI, real) clips outside it."""
     z = loaded.head.logits(kit.x)
     thr = loaded.calibration.threshold_logit
+    scoped = in_scope(kit)
     out: dict[str, Any] = {}
     for cond in list(CONDITIONS) + ["all"]:
         m = kit.mask(split=split) if cond == "all" else kit.mask(split=split, condition=cond)
@@ -47,6 +57,11 @@ def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test")
         metrics = binary_metrics(kit.y[m], z[m], thr)
         sources = sorted({r["source"] for r, k in zip(kit.rows, m, strict=True) if k})
         metrics["per_source"] = {s: float((z[m & kit.mask(source=s)] > thr).mean()) for s in sources}
+        kept = (z > thr) & scoped
+        ai, real = m & (kit.y == 1), m & (kit.y == 0)
+        metrics["scoped_tpr"] = float(kept[ai].mean()) if ai.any() else None
+        metrics["scoped_fpr"] = float(kept[real].mean()) if real.any() else None
+        metrics["out_of_scope"] = [int((ai & ~scoped).sum()), int((real & ~scoped).sum())]
         out[cond] = metrics
     return out
 
