@@ -45,7 +45,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 from detector import ClipAnalysis, DetectorReport, analyse_file, evaluate_detector, load_checkpoint  # noqa: E402
-from detector.analyse import MAX_H264_QP  # noqa: E402
+from detector.analyse import MAX_H264_QP, within_quantiser_scope  # noqa: E402
 from detector.augment import video_codec_roundtrip  # noqa: E402
 from detector.calibration import reliability, write_reliability_plot  # noqa: E402
 from detector.clipkit import KIT_DIR_NAME, build_clip_kit, read_clip_kit  # noqa: E402
@@ -306,7 +306,7 @@ def beyond_kit(kit: Path, head: LoadedTemporalHead) -> list[dict]:
 
 def kept(record: dict) -> bool:
     """`analyse_file` keeps this flag: the clip is within the compression scope."""
-    return record["flagged"] and (record["mean_qp"] is None or record["mean_qp"] <= MAX_H264_QP)
+    return record["flagged"] and within_quantiser_scope(record["mean_qp"])
 
 
 def beyond_rates(records: list[dict]) -> dict[tuple[str, int, float], tuple[int, int, int, int]]:
@@ -315,7 +315,7 @@ def beyond_rates(records: list[dict]) -> dict[tuple[str, int, float], tuple[int,
     for r in records:
         groups.setdefault((r["source"], r["crf"], r["scale"]), []).append(r)
     return {k: (sum(r["flagged"] for r in v), sum(kept(r) for r in v),
-                sum(r["mean_qp"] is not None and r["mean_qp"] > MAX_H264_QP for r in v), len(v))
+                sum(not within_quantiser_scope(r["mean_qp"]) for r in v), len(v))
             for k, v in groups.items()}
 
 
@@ -352,7 +352,7 @@ def scope_section(kit: Path, head: LoadedTemporalHead, records: list[dict]) -> l
         lo = hi
     for split in ("val", "test"):
         real = [r for r in rows if r["split"] == split and r["label"] == 0]
-        inside = [r for r in real if r["mean_qp"] <= MAX_H264_QP]
+        inside = [r for r in real if within_quantiser_scope(r["mean_qp"])]
         lines += ["", f"{split}: real clips within QP {MAX_H264_QP:g} flagged {sum(r['flagged'] for r in inside)}/"
                      f"{len(inside)}; over it {sum(r['flagged'] for r in real) - sum(r['flagged'] for r in inside)}/"
                      f"{len(real) - len(inside)} (withdrawn)."]

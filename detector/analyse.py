@@ -150,12 +150,18 @@ def _scope_size(width: int, height: int, side: int) -> list[str]:
     return [f"too small: {width}x{height} is under one {side}px crop"] if min(width, height) < side else []
 
 
+def within_quantiser_scope(mean_qp: float | None) -> bool:
+    """Whether a clip's mean decoder quantiser (`media.decode.mean_quantiser`) is within the detector's
+    scope; None (the codec exports none) leaves the decision to the bit-rate floor."""
+    return mean_qp is None or mean_qp <= MAX_H264_QP
+
+
 def _compression(info: MediaInfo, mean_qp: float | None) -> list[str]:
     """Why the input is too heavily compressed for either model, if it is: the quantiser where the decoder
     exports it (H.264), the bit rate otherwise (bits say less: flat scenes need few at any quality)."""
     if mean_qp is not None:
-        return [f"heavily compressed: mean quantiser QP {mean_qp:.1f} (over {MAX_H264_QP:g})"] \
-            if mean_qp > MAX_H264_QP else []
+        return [] if within_quantiser_scope(mean_qp) else \
+            [f"heavily compressed: mean quantiser QP {mean_qp:.1f} (over {MAX_H264_QP:g})"]
     pixels = info.width * info.height
     if info.is_still:
         bpp = info.size_bytes * 8 / max(pixels, 1)
@@ -226,7 +232,7 @@ class ClipAnalysis:
     def requests(self) -> list[FrameRequest]:
         windows = {i for w in self.plan.windows for i in w}
         return [FrameRequest("rgb24", self.plan.model, self._take_rgb), FrameRequest("gray", windows, self._take_gray),
-                FrameRequest("qp", {*self.plan.model, *windows}, self._take_qp)]
+                FrameRequest("qp", self.plan.all, self._take_qp)]
 
     def _take_rgb(self, frame: Frame) -> None:
         self.rgb[frame.index] = (frame.time_s, frame.array)

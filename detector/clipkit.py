@@ -173,11 +173,6 @@ def condition_reading(clip: BaseClip, crf: int, scale: float, workdir: Path) -> 
     return temporal_features(compensated_steps(windows, reliability=True)), mean_qp
 
 
-def condition_features(clip: BaseClip, crf: int, scale: float, workdir: Path) -> np.ndarray | None:
-    """`condition_reading`'s features alone."""
-    return condition_reading(clip, crf, scale, workdir)[0]
-
-
 def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0,
                    clips: Iterable[BaseClip] | None = None, progress: bool = False) -> Path:
     """Write ``kit_dir/clips/features.npz`` and ``clips.csv``; returns the folder. The base clips are

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .analyse import MAX_H264_QP
+from .analyse import within_quantiser_scope
 from .calibration import calibrate, threshold_at_fpr
 from .clipkit import CONDITIONS, ClipKit, read_clip_kit
 from .evaluate import binary_metrics
@@ -37,9 +37,10 @@ def threshold_by_condition(real_logits: np.ndarray, conditions: Sequence[str], f
 
 
 def in_scope(kit: ClipKit) -> np.ndarray:
-    """Rows `detector.analyse` would judge: mean quantiser at most `MAX_H264_QP` (rows of a kit built
-    before the quantiser was recorded count as in scope)."""
-    return np.array([not r.get("mean_qp") or float(r["mean_qp"]) <= MAX_H264_QP for r in kit.rows], bool)
+    """Rows `detector.analyse` would judge (`within_quantiser_scope`; rows of a kit built before the
+    quantiser was recorded count as in scope)."""
+    return np.array([within_quantiser_scope(float(r["mean_qp"]) if r.get("mean_qp") else None) for r in kit.rows],
+                    bool)
 
 
 def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test") -> dict[str, Any]:

@@ -12,7 +12,7 @@ import torch
 
 from detector.analyse import MAX_H264_QP, analyse_file
 from detector.calibration import calibrate, threshold_at_fpr
-from detector.clipkit import CONDITIONS, BaseClip, build_clip_kit, camera_pan, condition_features, read_clip_kit
+from detector.clipkit import CONDITIONS, BaseClip, build_clip_kit, camera_pan, condition_reading, read_clip_kit
 from detector.signals import compensated_steps
 from detector.temporal import (
     FEATURES,
@@ -67,8 +67,8 @@ def _write(path: Path, frames: np.ndarray) -> Path:
 
 
 def test_features_read_reversing_change_not_motion(tmp_path: Path) -> None:
-    calm = condition_features(BaseClip(pan(0), 8.0, 0, "pan", "g", "test"), 18, 1.0, tmp_path)
-    boil = condition_features(BaseClip(boiling(0), 8.0, 1, "boil", "g", "test"), 18, 1.0, tmp_path)
+    calm, _ = condition_reading(BaseClip(pan(0), 8.0, 0, "pan", "g", "test"), 18, 1.0, tmp_path)
+    boil, _ = condition_reading(BaseClip(boiling(0), 8.0, 1, "boil", "g", "test"), 18, 1.0, tmp_path)
     assert calm is not None and boil is not None and calm.shape == boil.shape == (len(FEATURES),)
     assert np.isfinite(calm).all() and np.isfinite(boil).all()
     p75, rev = FEATURES.index("flicker_p75"), FEATURES.index("reversal")
@@ -100,7 +100,7 @@ def test_a_long_thin_strip_is_analysed_not_crashed_on(tmp_path: Path) -> None:
 
 def test_no_features_without_a_run_of_three_frames(tmp_path: Path) -> None:
     assert temporal_features([]) is None
-    assert condition_features(BaseClip(pan(0)[:2], 8.0, 0, "pan", "g", "test"), 18, 1.0, tmp_path) is None
+    assert condition_reading(BaseClip(pan(0)[:2], 8.0, 0, "pan", "g", "test"), 18, 1.0, tmp_path)[0] is None
 
 
 def test_head_fits_saves_loads_and_keeps_its_false_positive_rate(tmp_path: Path) -> None:
