@@ -48,7 +48,7 @@ from detector import ClipAnalysis, DetectorReport, analyse_file, evaluate_detect
 from detector.analyse import MAX_H264_QP, within_quantiser_scope  # noqa: E402
 from detector.augment import video_codec_roundtrip  # noqa: E402
 from detector.calibration import reliability, write_reliability_plot  # noqa: E402
-from detector.clipkit import KIT_DIR_NAME, build_clip_kit, read_clip_kit  # noqa: E402
+from detector.clipkit import KIT_DIR_NAME, ClipKit, build_clip_kit, read_clip_kit  # noqa: E402
 from detector.datakit import HELD_OUT, build_kit, real_clip_frames, reconstructor  # noqa: E402
 from detector.evaluate import CONDITIONS, binary_metrics, score_items  # noqa: E402
 from detector.generator_kit import clip_specs, render_counterpart, sample_clips  # noqa: E402
@@ -280,7 +280,7 @@ def own_unseen_settings(out: Path, head: LoadedTemporalHead, n: int = 6) -> list
 BEYOND_KIT = ((23, 0.75), (33, 1.0), (35, 0.75), (44, 1.0), (44, 0.5), (47, 1.0))
 
 
-def beyond_kit(kit: Path, head: LoadedTemporalHead) -> list[dict]:
+def beyond_kit(kit: Path, clip_kit: ClipKit, head: LoadedTemporalHead) -> list[dict]:
     """The temporal head on the clip kit's val and test base clips re-encoded at `BEYOND_KIT`: one record
     per clip and encoding (source, split, label, crf, scale, the decoder's ``mean_qp``, ``flagged`` by the
     head). Val clips set the threshold, at the kit's own encodings."""
@@ -289,7 +289,7 @@ def beyond_kit(kit: Path, head: LoadedTemporalHead) -> list[dict]:
     from detector.clipkit import base_clips, condition_reading
 
     thr = head.calibration.threshold_logit
-    built = read_clip_kit(kit).info  # the same base clips as the kit's
+    built = clip_kit.info  # the same base clips as the kit's
     sizes = {k: built[k] for k in ("dit_clips", "extra_scenes", "seed") if k in built}
     out: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="veriframe-bench-") as tmp:
@@ -323,10 +323,9 @@ def beyond_rates(records: list[dict]) -> dict[tuple[str, int, float], tuple[int,
 QP_BANDS = (30, 34, 36, 38, 40, 42, 44, 46, 52)
 
 
-def scope_section(kit: Path, head: LoadedTemporalHead, records: list[dict]) -> list[str]:
+def scope_section(clip_kit: ClipKit, head: LoadedTemporalHead, records: list[dict]) -> list[str]:
     """How the temporal head's false positives and true positives depend on the decoder's quantiser: the clip
     kit's val and test clips at its own encodings and at `BEYOND_KIT`, by band of mean QP."""
-    clip_kit = read_clip_kit(kit)
     z = head.head.logits(clip_kit.x)
     thr = head.calibration.threshold_logit
     rows = [{"split": r["split"], "label": int(r["label"]), "mean_qp": float(r["mean_qp"]), "flagged": bool(v > thr)}
@@ -469,13 +468,14 @@ def main() -> None:
     head = load_head(args.temporal)
     if not (args.kit / KIT_DIR_NAME / "features.npz").is_file():
         build_clip_kit(args.kit)
-    temporal = evaluate_head(head, read_clip_kit(args.kit), "test")
+    clip_kit = read_clip_kit(args.kit)  # read once: the head's tables, the encodings beyond it, the scope
+    temporal = evaluate_head(head, clip_kit, "test")
     clips = [] if args.skip_clips else clip_level(args.kit, args.weights, head, OUT / "clips")
     models = {"model": args.weights, **({"baseline": args.baseline_weights} if args.baseline_weights else {})}
     own = own_generated(OUT / "own", models, head, args.own_clips) if args.own_clips else []
     unseen = own_unseen_settings(OUT / "unseen", head) if args.own_clips else []
-    records = beyond_kit(args.kit, head)
-    scope = scope_section(args.kit, head, records)
+    records = beyond_kit(args.kit, clip_kit, head)
+    scope = scope_section(clip_kit, head, records)
     speed = timing(OUT, args.weights, head)
     left = downscale_leftovers(args.kit)
     write_markdown(args, report, loaded, heavy_fpr, len(reals), table, clips, own, speed, left,

@@ -237,6 +237,7 @@ def test_heavy_compression_withdraws_the_temporal_heads_decision(trained_head: t
     transcode(boil, tmp_path / "heavy.mp4", crf=51, preset="ultrafast")
     det = analyse_file(tmp_path / "heavy.mp4", temporal=head).detector
     assert det is not None and det.temporal is not None and det.mean_qp > MAX_H264_QP
+    assert det.temporal.logit > head.calibration.threshold_logit  # a flag the scope rule had to withdraw
     assert not det.temporal.in_scope and not det.temporal.flagged and not det.flagged
     assert det.temporal.scope_reasons == det.scope_reasons and "heavily compressed" in det.scope_reasons[0]
     v = verdict({"c2pa": {"state": "absent"}, "watermark": {"present": False}}, det, [])
