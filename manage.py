@@ -379,29 +379,45 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
 @click.option("--target-fpr", type=click.FloatRange(0.0001, 0.5), default=0.01, show_default=True)
 @click.option("--dit-clips", type=click.IntRange(3), default=144, show_default=True,
               help="DiT clips sampled for a new clip kit.")
-@click.option("--extra-scenes", type=click.IntRange(0), default=360, show_default=True,
-              help="Rendered-only Shapes scenes for a new clip kit.")
+@click.option("--extra-scenes", type=click.IntRange(0), default=None,
+              help="Rendered-only Shapes scenes for a new clip kit [default: detector.clipkit.EXTRA_SCENES, 720].")
+@click.option("--camera-pans", type=click.IntRange(0), default=None,
+              help="Simulated camera pans per bundled photo for a new clip kit [default: detector.clipkit.CAMERA_PANS, "
+                   "8].")
 @click.option("--seed", type=int, default=0, show_default=True, help="The fit's seed (and a new kit's).")
 @click.option("--rebuild", is_flag=True, help="Build the clip kit again even if DATA/clips exists.")
+@click.option("--recalibrate", is_flag=True,
+              help="Keep the head already in OUT (its weights) and only set its thresholds and temperature again "
+                   "on this clip kit's val clips.")
+@click.option("--model-id", default=None, help="Model id to write (default: a new fit's, or OUT's with --recalibrate).")
 def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, target_fpr: float, dit_clips: int,
-                       extra_scenes: int, seed: int, rebuild: bool) -> None:
+                       extra_scenes: int | None, camera_pans: int | None, seed: int, rebuild: bool, recalibrate: bool,
+                       model_id: str | None) -> None:
     """Fit the detector's temporal head on whole clips (issued and laundered), calibrated on real clips."""
-    from detector.clipkit import KIT_DIR_NAME, build_clip_kit, read_clip_kit
-    from detector.train_temporal import train_temporal_head
+    from detector.clipkit import CAMERA_PANS, EXTRA_SCENES, KIT_DIR_NAME, build_clip_kit, read_clip_kit
+    from detector.temporal import load_head
+    from detector.train_temporal import MODEL_ID, recalibrate_temporal_head, train_temporal_head
 
+    extra_scenes = EXTRA_SCENES if extra_scenes is None else extra_scenes
+    camera_pans = CAMERA_PANS if camera_pans is None else camera_pans
     try:
         if rebuild or not (data / KIT_DIR_NAME / "features.npz").is_file():
-            click.echo(f"building the clip kit in {data / KIT_DIR_NAME} (about 10 minutes on 2 cores)", err=True)
-            build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes, seed=seed, progress=True)
+            click.echo(f"building the clip kit in {data / KIT_DIR_NAME} (about 15 minutes on 2 cores)", err=True)
+            build_clip_kit(data, dit_clips=dit_clips, extra_scenes=extra_scenes, camera_pans=camera_pans, seed=seed,
+                           progress=True)
         else:
             built = read_clip_kit(data).info
-            asked = {"dit_clips": dit_clips, "extra_scenes": extra_scenes}
+            asked = {"dit_clips": dit_clips, "extra_scenes": extra_scenes, "camera_pans": camera_pans}
             if any(k in built and built[k] != v for k, v in asked.items()):
                 click.echo(f"warning: using the existing clip kit ({', '.join(f'{k} {built.get(k)}' for k in asked)});"
                            " --rebuild to build one with the options given", err=True)
-        summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr,
-                                      seed=seed)
-    except (ValueError, OSError) as exc:  # unusable kit or missing bundled data: the message says what is wrong
+        if recalibrate:
+            summary = recalibrate_temporal_head(data, out, model_id=model_id or load_head(out).model_id,
+                                                target_fpr=target_fpr)
+        else:
+            summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr,
+                                          seed=seed, model_id=model_id or MODEL_ID)
+    except (ValueError, OSError) as exc:  # unusable kit or head (TemporalHeadError), missing bundled data
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary, indent=2, default=str))
 

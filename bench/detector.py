@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from detector import ClipAnalysis, DetectorReport, analyse_file, evaluate_detector, load_checkpoint  # noqa: E402
 from detector.analyse import MAX_H264_QP, within_quantiser_scope  # noqa: E402
 from detector.augment import video_codec_roundtrip  # noqa: E402
-from detector.calibration import reliability, write_reliability_plot  # noqa: E402
+from detector.calibration import Calibration, reliability, write_reliability_plot  # noqa: E402
 from detector.clipkit import KIT_DIR_NAME, ClipKit, build_clip_kit, read_clip_kit  # noqa: E402
 from detector.datakit import HELD_OUT, build_kit, real_clip_frames, reconstructor  # noqa: E402
 from detector.evaluate import CONDITIONS, binary_metrics, score_items  # noqa: E402
@@ -288,9 +288,9 @@ def beyond_kit(kit: Path, clip_kit: ClipKit, head: LoadedTemporalHead) -> list[d
 
     from detector.clipkit import base_clips, condition_reading
 
-    thr = head.calibration.threshold_logit
+    threshold_for = head.calibration.threshold_for
     built = clip_kit.info  # the same base clips as the kit's
-    sizes = {k: built[k] for k in ("dit_clips", "extra_scenes", "seed") if k in built}
+    sizes = {k: built[k] for k in ("dit_clips", "extra_scenes", "camera_pans", "seed") if k in built}
     out: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="veriframe-bench-") as tmp:
         for clip in base_clips(kit, **sizes):
@@ -300,7 +300,8 @@ def beyond_kit(kit: Path, clip_kit: ClipKit, head: LoadedTemporalHead) -> list[d
                 x, mean_qp = condition_reading(clip, crf, scale, Path(tmp))
                 if x is not None:
                     out.append({"source": clip.source, "split": clip.split, "label": clip.label, "crf": crf,
-                                "scale": scale, "mean_qp": mean_qp, "flagged": bool(head.head.logits(x)[0] > thr)})
+                                "scale": scale, "mean_qp": mean_qp,
+                                "flagged": bool(head.head.logits(x)[0] > threshold_for(mean_qp))})
     return out
 
 
@@ -319,16 +320,27 @@ def beyond_rates(records: list[dict]) -> dict[tuple[str, int, float], tuple[int,
             for k, v in groups.items()}
 
 
-# Bands of the decoder's mean quantiser for the scope table (upper edges, QP).
-QP_BANDS = (30, 34, 36, 38, 40, 42, 44, 46, 52)
+# Bands of the decoder's mean quantiser for the scope table (upper edges, QP; finer than the head's own).
+SCOPE_TABLE_BANDS = (30, 34, 36, 38, 40, 42, 44, 46, 52)
+
+
+def temporal_thresholds(cal: Calibration) -> str:
+    """The temporal head's thresholds as the header states them (by quantiser band when it has bands)."""
+    def one(t: float) -> str:
+        return f"logit {t:.3f} (P(AI) {float(cal.probability(t)):.4f})"
+    if not cal.qp_bands:
+        return f"threshold {one(cal.threshold_logit)}"
+    bands = ", ".join(f"QP <= {u:g}: {one(t)}" for u, t in cal.qp_bands)
+    return f"thresholds by the decoder's mean quantiser: {bands}; other codecs: {one(cal.threshold_logit)}"
 
 
 def scope_section(clip_kit: ClipKit, head: LoadedTemporalHead, records: list[dict]) -> list[str]:
     """How the temporal head's false positives and true positives depend on the decoder's quantiser: the clip
     kit's val and test clips at its own encodings and at `BEYOND_KIT`, by band of mean QP."""
     z = head.head.logits(clip_kit.x)
-    thr = head.calibration.threshold_logit
-    rows = [{"split": r["split"], "label": int(r["label"]), "mean_qp": float(r["mean_qp"]), "flagged": bool(v > thr)}
+    threshold_for = head.calibration.threshold_for
+    rows = [{"split": r["split"], "label": int(r["label"]), "mean_qp": float(r["mean_qp"]),
+             "flagged": bool(v > threshold_for(float(r["mean_qp"])))}
             for r, v in zip(clip_kit.rows, z, strict=True) if r["split"] != "train" and r.get("mean_qp")]
     rows += [r for r in records if r["mean_qp"] is not None]
     lines = ["## Compression scope: the temporal head by the decoder's quantiser", "",
@@ -340,7 +352,7 @@ def scope_section(clip_kit: ClipKit, head: LoadedTemporalHead, records: list[dic
              "calibrated on); their flags are withdrawn and the verdict is `uncertain`.", "",
              "| mean QP | val real | val AI | test real | test AI |", "|---|---:|---:|---:|---:|"]
     lo = 0
-    for hi in QP_BANDS:
+    for hi in SCOPE_TABLE_BANDS:
         cells = []
         for split in ("val", "test"):
             for label in (0, 1):
@@ -555,8 +567,8 @@ def temporal_section(temporal: dict) -> list[str]:
              "clips (the same scenes rendered, more rendered scenes, camera-simulated pans over held-out photos, "
              "segments of the real footage, the animated film), each written at CRF 18 / CRF 28 at full and half "
              "size (`laundered`: half size at CRF 28) and at CRF 40 (`heavy`, `heavy_half`). The head never saw these "
-             "clips; its "
-             f"threshold came from the val split's real clips. In service (`analyse_file`) a clip whose mean "
+             "clips; its thresholds (one per band of the decoder's mean quantiser) came from the val split's real "
+             "clips. In service (`analyse_file`) a clip whose mean "
              f"H.264 quantiser is over QP {MAX_H264_QP:g} is out of scope: the head's flag is withdrawn (verdict "
              "`uncertain`); the last columns count only flags the detector keeps.", "",
              "| condition | clips (AI / real) | AUC | AP | TPR @thr | FPR @thr | out of scope (AI / real) | TPR kept | "
@@ -640,9 +652,9 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
         f"{loaded.config.crop}, frames down to {loaded.config.smallest_crop} px), weights `{weights_name}`",
         f"- Operating threshold: logit {cal.threshold_logit:.3f} (P(AI) {cal.threshold_probability:.4f}), set for "
         f"{cal.target_fpr:.0%} FPR on {cal.n_real} held-out real items (val split); calibration: {cal.method}",
-        f"- Temporal head: `{head.model_id}` (`{args.temporal.name}`), threshold logit "
-        f"{head.calibration.threshold_logit:.3f} (P(AI) {head.calibration.threshold_probability:.4f}), set for "
-        f"{head.calibration.target_fpr:.0%} FPR on {head.calibration.n_real} real clips of the clip kit's val split",
+        f"- Temporal head: `{head.model_id}` (`{args.temporal.name}`), {temporal_thresholds(head.calibration)}, set "
+        f"for {head.calibration.target_fpr:.0%} FPR on {head.calibration.n_real} real clips of the clip kit's val "
+        "split",
         f"- Held-out (unseen) generator family: {', '.join(report['held_out']) or 'none'}",
         f"- Data: the data kit (detector/datakit.py), test split: {report['n_items']} items; training recipe "
         "and data in `weights/detector/README.md`", "",

@@ -264,7 +264,8 @@ class ClipAnalysis:
         timings["signals"] = time.perf_counter() - t
         t = time.perf_counter()
         features = temporal_features(steps) if self.temporal is not None else None
-        temporal = self.temporal.score(features) if self.temporal is not None and features is not None else None
+        temporal = self.temporal.score(features, mean_qp) if self.temporal is not None and features is not None \
+            else None
         if temporal is not None and compression:
             temporal = temporal.out_of_scope(compression)
         timings["temporal"] = time.perf_counter() - t

@@ -2,9 +2,10 @@
 
 Two separate questions, answered on separate held-out data:
 
-* *Where to flag*: `threshold_at_fpr` sets the threshold on **real-only** held-out scores so that at
-  most ``fpr`` of them lie above it (a fixed 0.5 on a sigmoid is how detectors end up miscalibrated
-  on new data, CNNDetection #14). The decision is always ``logit > threshold_logit``.
+* *Where to flag*: `threshold_at_fpr` sets the threshold on **real-only** held-out scores so that
+  new real scores are expected above it at most ``fpr`` of the time (split-conformal; a fixed 0.5 on
+  a sigmoid is how detectors end up miscalibrated on new data, CNNDetection #14). The decision is
+  always ``logit > threshold_logit``.
 * *What a score means*: temperature scaling (one parameter, keeps the order) or isotonic regression
   (pool-adjacent-violators, monotone steps) fitted on labelled held-out scores turn a logit into a
   probability; `reliability` and `write_reliability_plot` show how well that worked.
@@ -24,18 +25,30 @@ METHODS = ("temperature", "isotonic")
 
 
 def threshold_at_fpr(real_scores: np.ndarray, fpr: float) -> float:
-    """The smallest threshold t from the data with ``mean(real_scores > t) <= fpr``.
+    """The threshold t, one of the real scores, that keeps the expected rate of *new* reals above it at
+    most ``fpr``: the k-th largest of the n scores with k = floor(fpr * (n + 1)).
 
-    With n reals at most ``floor(fpr * n)`` may lie above t, so t is the (floor(fpr*n)+1)-th largest
-    score; with fewer than 1/fpr reals that is the maximum (the rate cannot be resolved any finer).
+    A new real score exchangeable with the n lies above the k-th largest of them with probability
+    k / (n + 1) (split-conformal; ties only lower it). Taking instead the smallest t with
+    ``mean(scores > t) <= fpr`` (the (floor(fpr*n)+1)-th largest) holds the rate on the calibration
+    scores but not on new ones: with 121 reals and fpr 1% that is the second largest, whose expected
+    rate is 2/122 = 1.6%. With fewer than 1/fpr - 1 reals (k = 0) no score resolves the rate and the
+    maximum is used: its expected rate is 1/(n + 1) (`expected_fpr`).
     """
     scores = np.sort(np.asarray(real_scores, dtype=np.float64))[::-1]
     if scores.size == 0:
         raise ValueError("need at least one real score to set a threshold")
     if not 0.0 <= fpr < 1.0:
         raise ValueError(f"fpr must be in [0, 1), got {fpr}")
-    allowed = int(math.floor(fpr * scores.size + 1e-9))
-    return float(scores[min(allowed, scores.size - 1)])
+    k = max(1, int(math.floor(fpr * (scores.size + 1) + 1e-9)))
+    return float(scores[k - 1])
+
+
+def expected_fpr(n_real: int, fpr: float) -> float:
+    """The expected false positive rate on new reals of `threshold_at_fpr` set on ``n_real`` scores:
+    ``fpr`` or below once there are enough reals, 1 / (n_real + 1) when there are too few."""
+    k = max(1, int(math.floor(fpr * (n_real + 1) + 1e-9)))
+    return k / (n_real + 1)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, iters: int = 200) -> float:
@@ -82,7 +95,19 @@ class Calibration:
     temperature: float = 1.0
     iso_x: list[float] = field(default_factory=list)
     iso_y: list[float] = field(default_factory=list)
+    # Optional thresholds by compression: [upper mean H.264 quantiser, threshold logit] pairs, ascending in
+    # both; a clip at quantiser q takes the first band with q <= upper. ``threshold_logit`` (their highest)
+    # is for a clip without a quantiser or past the last band.
+    qp_bands: list[list[float]] = field(default_factory=list)
     version: int = 1
+
+    def threshold_for(self, mean_qp: float | None = None) -> float:
+        """The threshold for a clip whose decoder reported ``mean_qp`` (None: not H.264, or unknown)."""
+        if mean_qp is not None:
+            for upper, threshold in self.qp_bands:
+                if mean_qp <= upper:
+                    return threshold
+        return self.threshold_logit
 
     def probability(self, logits: np.ndarray | float) -> np.ndarray:
         """Calibrated P(AI) for raw logits."""
@@ -104,13 +129,13 @@ class Calibration:
         return {
             "version": self.version, "threshold_logit": self.threshold_logit, "target_fpr": self.target_fpr,
             "n_real": self.n_real, "method": self.method, "temperature": self.temperature,
-            "iso_x": self.iso_x, "iso_y": self.iso_y,
+            "iso_x": self.iso_x, "iso_y": self.iso_y, "qp_bands": self.qp_bands,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         return cls(**{k: data[k] for k in ("threshold_logit", "target_fpr", "n_real", "method", "temperature",
-                                           "iso_x", "iso_y", "version") if k in data})
+                                           "iso_x", "iso_y", "qp_bands", "version") if k in data})
 
 
 def calibrate(

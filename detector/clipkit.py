@@ -60,6 +60,10 @@ CONDITIONS = {"issued": (18, 1.0), "crf28": (28, 1.0), "half": (18, 0.5), "laund
 RANDOM_CRF = (18, 42)  # the extra draw of every training clip, with a scale of 1, 0.75 or 0.5
 EXTRA_PROMPT_SEED = 82  # rendered-only scenes; the kit's DiT clips use stream 80, the bench's own 81
 KIT_DIR_NAME = "clips"
+# The real side's size: rendered-only scenes, and camera pans per bundled photo. The per-condition
+# thresholds are set on the val split's real clips, so their count decides how finely a 1% rate resolves.
+EXTRA_SCENES = 720
+CAMERA_PANS = 8
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,8 @@ def camera_pan(photo: np.ndarray, rng: np.random.Generator, *, frames: int = 16,
     return np.stack(out)
 
 
-def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0) -> Iterator[BaseClip]:
+def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = EXTRA_SCENES, camera_pans: int = CAMERA_PANS,
+               seed: int = 0) -> Iterator[BaseClip]:
     """Every base clip of the kit, AI and real (see the module docstring)."""
     from generator.data.shapes import render_clip
 
@@ -138,8 +143,8 @@ def base_clips(kit_dir: Path, *, dit_clips: int = 144, extra_scenes: int = 360, 
                 yield BaseClip(seg, fps / stride, 0, source, f"{name}-s{stride}-{k:02d}", split)
     for name, photo in real_photos():
         split = "test" if name in TEST_PHOTOS else "val" if name in VAL_PHOTOS else "train"
-        for k in range(4):
-            size = SIZES[k % len(SIZES)] if k < 3 else (320, 180)
+        for k in range(camera_pans):
+            size = SIZES[k % len(SIZES)] if k % 4 < 3 else (320, 180)
             yield BaseClip(camera_pan(photo, rng, size=size), float(rng.choice((8.0, 25.0))), 0, "camera-sim",
                            f"{name}-{k}", split)
     for k, (split, seg) in enumerate(_segments(flat_animation(96, seed=5), 16)):
@@ -173,7 +178,8 @@ def condition_reading(clip: BaseClip, crf: int, scale: float, workdir: Path) -> 
     return temporal_features(compensated_steps(windows, reliability=True)), mean_qp
 
 
-def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: int = 360, seed: int = 0,
+def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: int = EXTRA_SCENES,
+                   camera_pans: int = CAMERA_PANS, seed: int = 0,
                    clips: Iterable[BaseClip] | None = None, progress: bool = False) -> Path:
     """Write ``kit_dir/clips/features.npz`` and ``clips.csv``; returns the folder. The base clips are
     `base_clips` (reusing the image kit's cache of sampled and issued DiT clips, sampling what is
@@ -187,8 +193,8 @@ def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: i
     feats: list[np.ndarray] = []
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="veriframe-clipkit-") as tmp:
-        source = base_clips(kit_dir, dit_clips=dit_clips, extra_scenes=extra_scenes, seed=seed) if clips is None \
-            else clips
+        source = base_clips(kit_dir, dit_clips=dit_clips, extra_scenes=extra_scenes, camera_pans=camera_pans,
+                            seed=seed) if clips is None else clips
         if progress:
             from tqdm import tqdm
 
@@ -218,7 +224,8 @@ def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: i
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    info = {"dit_clips": dit_clips, "extra_scenes": extra_scenes, "seed": seed, "own_clips": clips is not None,
+    info = {"dit_clips": dit_clips, "extra_scenes": extra_scenes, "camera_pans": camera_pans, "seed": seed,
+            "own_clips": clips is not None,
             "conditions": CONDITIONS, "random_crf": RANDOM_CRF, "rows": len(rows),
             "seconds": round(time.perf_counter() - began, 1)}
     with atomic_path(out / "kit.json") as tmp_path:

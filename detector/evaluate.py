@@ -84,11 +84,12 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(precision[hits].mean())
 
 
-def binary_metrics(labels: np.ndarray, logits: np.ndarray, threshold: float) -> dict[str, Any]:
+def binary_metrics(labels: np.ndarray, logits: np.ndarray, threshold: float | np.ndarray) -> dict[str, Any]:
+    """AUC, AP, and accuracy / TPR / FPR at ``threshold`` (one, or one per item); NaN logits left out."""
     y, s = np.asarray(labels), np.asarray(logits, np.float64)
     keep = ~np.isnan(s)
     y, s = y[keep], s[keep]
-    flag = s > threshold
+    flag = s > (np.asarray(threshold, np.float64)[keep] if np.ndim(threshold) else threshold)
     out: dict[str, Any] = {"n": int(y.size), "n_ai": int(y.sum()), "n_real": int((y == 0).sum()),
                            "auc": roc_auc(y, s), "ap": average_precision(y, s)}
     out["accuracy"] = float((flag == (y == 1)).mean()) if y.size else None

@@ -218,12 +218,14 @@ class LoadedTemporalHead:
     model_id: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def score(self, features: np.ndarray) -> TemporalResult:
-        """One clip's features (`FEATURES` order) -> its result at the stored operating threshold."""
+    def score(self, features: np.ndarray, mean_qp: float | None = None) -> TemporalResult:
+        """One clip's features (`FEATURES` order) -> its result at the stored operating threshold for the
+        clip's compression (``mean_qp``: the H.264 decoder's mean quantiser; None: the strictest)."""
         z = float(self.head.logits(features)[0])
         cal = self.calibration
+        threshold = cal.threshold_for(mean_qp)
         return TemporalResult(self.model_id, round(float(cal.probability(z)), 4), round(z, 4),
-                              bool(z > cal.threshold_logit), round(cal.threshold_probability, 4), cal.target_fpr,
+                              bool(z > threshold), round(float(cal.probability(threshold)), 4), cal.target_fpr,
                               {n: round(float(v), 4) for n, v in zip(FEATURES, features, strict=True)})
 
 

@@ -1,16 +1,20 @@
 """Fit, calibrate and evaluate the temporal head on the clip kit (`detector.clipkit`).
 
-The head fits on the ``train`` clips; the operating threshold comes from the ``val`` split's *real*
-clips only, at the stated false positive rate *in every encoding condition* (the highest of the
-per-condition thresholds: pooled, the heavily compressed clips alone were flagged 2-3% of the time),
-and the probability map (temperature) from all ``val`` clips; ``test`` is reported per condition and
-per source and never touched before.
+The head fits on the ``train`` clips; the operating thresholds come from the ``val`` split's *real*
+clips only (`calibrate_head`), one per band of the decoder's mean quantiser (`QP_BANDS`): heavily
+compressed real clips score far higher than lightly compressed ones, so one threshold either lets
+them through or gives up most lightly compressed AI clips. Each band's threshold holds the stated
+false positive rate for the band's real clips pooled and for each encoding condition with enough
+clips in it (`threshold_at_fpr`, whose rate holds on new clips, not only on the val clips), and no
+band's is below a less compressed band's. The probability map (temperature) comes from all ``val``
+clips; ``test`` is reported per condition and per source and never touched before.
 Seconds on a CPU: the features are computed once, when the clip kit is built.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,29 +22,54 @@ from typing import Any
 
 import numpy as np
 
-from .analyse import within_quantiser_scope
+from .analyse import MAX_H264_QP, within_quantiser_scope
 from .calibration import calibrate, threshold_at_fpr
 from .clipkit import CONDITIONS, ClipKit, read_clip_kit
 from .evaluate import binary_metrics
-from .temporal import FEATURES, LoadedTemporalHead, TemporalConfig, fit_head, save_head
+from .temporal import FEATURES, LoadedTemporalHead, TemporalConfig, TemporalHead, fit_head, load_head, save_head
 
 log = logging.getLogger(__name__)
 
-MODEL_ID = "veriframe-temporal-v1"
+MODEL_ID = "veriframe-temporal-v2"
 
 
-def threshold_by_condition(real_logits: np.ndarray, conditions: Sequence[str], fpr: float) -> dict[str, float]:
-    """Per encoding condition, the threshold that keeps at most ``fpr`` of that condition's real logits above
-    it (`threshold_at_fpr`); the operating threshold is the highest of them."""
+# Upper edges of the quantiser bands that get their own threshold (mean H.264 QP). Chosen on the val
+# split (session 16): lightly compressed clips (the kit's CRF 18 and 28) sit at QP 30 or below, CRF 40 at
+# 34-40; finer bands above 30 gave the same thresholds. Past MAX_H264_QP the head is out of scope.
+QP_BANDS = (30.0, MAX_H264_QP)
+
+
+def threshold_by_band(real_logits: np.ndarray, conditions: Sequence[str], mean_qp: Sequence[float | None],
+                      fpr: float, bands: Sequence[float] = QP_BANDS) -> list[list[float]]:
+    """[upper QP, threshold] per band of ``bands``: the highest of `threshold_at_fpr` over the band's real
+    logits pooled and over each condition with at least 1/fpr - 1 real clips in the band (fewer cannot
+    resolve the rate), and never below the band before. A band without real clips takes the one before;
+    clips without a quantiser or past the last band are left out (they take the highest threshold)."""
     z, cond = np.asarray(real_logits, np.float64), np.asarray(conditions)
-    return {c: threshold_at_fpr(z[cond == c], fpr) for c in sorted(set(cond.tolist()))}
+    qp = np.array([np.inf if q is None else float(q) for q in mean_qp])
+    enough = math.ceil(1 / fpr) - 1
+    out: list[list[float]] = []
+    lower, running = -np.inf, -np.inf
+    for upper in bands:
+        band = (qp > lower) & (qp <= upper)
+        groups = [band] + [band & (cond == c) for c in sorted(set(cond[band].tolist()))]
+        found = [threshold_at_fpr(z[g], fpr) for i, g in enumerate(groups) if g.any() and (i == 0 or g.sum() >= enough)]
+        running = max([running, *found])
+        out.append([float(upper), float(running)])
+        lower = upper
+    if not np.isfinite(running):
+        raise ValueError("no real clip with a quantiser inside the bands to set a threshold on")
+    return [[u, t if np.isfinite(t) else running] for u, t in out]
+
+
+def row_qp(row: dict[str, str]) -> float | None:
+    return float(row["mean_qp"]) if row.get("mean_qp") else None
 
 
 def in_scope(kit: ClipKit) -> np.ndarray:
     """Rows `detector.analyse` would judge (`within_quantiser_scope`; rows of a kit built before the
     quantiser was recorded count as in scope)."""
-    return np.array([within_quantiser_scope(float(r["mean_qp"]) if r.get("mean_qp") else None) for r in kit.rows],
-                    bool)
+    return np.array([within_quantiser_scope(row_qp(r)) for r in kit.rows], bool)
 
 
 def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test") -> dict[str, Any]:
@@ -48,16 +77,16 @@ def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test")
     decisions `detector.analyse` keeps: ``scoped_tpr`` / ``scoped_fpr`` count a flag only on a clip in
     the compression scope (`in_scope`); ``out_of_scope`` is (AI, real) clips outside it."""
     z = loaded.head.logits(kit.x)
-    thr = loaded.calibration.threshold_logit
+    thr = np.array([loaded.calibration.threshold_for(row_qp(r)) for r in kit.rows])
     scoped = in_scope(kit)
     out: dict[str, Any] = {}
     for cond in list(CONDITIONS) + ["all"]:
         m = kit.mask(split=split) if cond == "all" else kit.mask(split=split, condition=cond)
         if not m.any():
             continue
-        metrics = binary_metrics(kit.y[m], z[m], thr)
+        metrics = binary_metrics(kit.y[m], z[m], thr[m])
         sources = sorted({r["source"] for r, k in zip(kit.rows, m, strict=True) if k})
-        metrics["per_source"] = {s: float((z[m & kit.mask(source=s)] > thr).mean()) for s in sources}
+        metrics["per_source"] = {s: float((z > thr)[m & kit.mask(source=s)].mean()) for s in sources}
         kept = (z > thr) & scoped
         ai, real = m & (kit.y == 1), m & (kit.y == 0)
         metrics["scoped_tpr"] = float(kept[ai].mean()) if ai.any() else None
@@ -67,34 +96,62 @@ def evaluate_head(loaded: LoadedTemporalHead, kit: ClipKit, split: str = "test")
     return out
 
 
-def train_temporal_head(kit_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, hidden: int = 8,
-                        weight_decay: float = 1e-3, target_fpr: float = 0.01, seed: int = 0) -> dict[str, Any]:
-    """Fit the head on ``kit_dir``'s clip kit, calibrate it, write it to ``out`` and return the summary."""
-    kit = read_clip_kit(kit_dir)
-    train, val = kit.mask(split="train"), kit.mask(split="val")
-    if not (kit.y[train].any() and (kit.y[train] == 0).any() and (kit.y[val] == 0).any()):
-        raise ValueError("the clip kit needs both classes in train and real clips in val")
-    cfg = TemporalConfig(hidden=hidden, weight_decay=weight_decay)
-    head = fit_head(kit.x[train], kit.y[train], cfg, seed=seed)
+def calibrate_head(head: TemporalHead, kit: ClipKit, *, model_id: str, target_fpr: float = 0.01
+                   ) -> LoadedTemporalHead:
+    """``head`` with thresholds by quantiser band (`threshold_by_band`) from the kit's val real clips within
+    the compression scope, and a temperature from all val clips."""
+    val = kit.mask(split="val")
+    reals = val & (kit.y == 0) & in_scope(kit)
+    if not reals.any():
+        raise ValueError("the clip kit has no real val clip within the compression scope to calibrate on")
     z = head.logits(kit.x)
-    reals = val & (kit.y == 0)
     cal = calibrate(z[reals], z[val], kit.y[val], target_fpr=target_fpr)
-    by_condition = threshold_by_condition(z[reals], [r["condition"] for r, v in zip(kit.rows, reals, strict=True)
-                                                    if v], target_fpr)
-    cal.threshold_logit = max(cal.threshold_logit, *by_condition.values())
-    loaded = LoadedTemporalHead(head, cal, MODEL_ID)
+    rows = [r for r, v in zip(kit.rows, reals, strict=True) if v]
+    cal.qp_bands = threshold_by_band(z[reals], [r["condition"] for r in rows], [row_qp(r) for r in rows], target_fpr)
+    cal.threshold_logit = max(cal.threshold_logit, *(t for _, t in cal.qp_bands))
+    return LoadedTemporalHead(head, cal, model_id)
+
+
+def _finish(loaded: LoadedTemporalHead, kit: ClipKit, out: str | os.PathLike[str], training: dict[str, Any]
+            ) -> dict[str, Any]:
+    """Evaluate on val and test, write ``out``, and return the summary."""
+    cal = loaded.calibration
     summary = {
-        "model_id": MODEL_ID, "config": cfg.to_dict(), "features": list(FEATURES),
+        "model_id": loaded.model_id, "config": loaded.head.cfg.to_dict(), "features": list(FEATURES), **training,
         "rows": {s: int(kit.mask(split=s).sum()) for s in ("train", "val", "test")},
-        "threshold_logit": cal.threshold_logit, "threshold_by_condition": by_condition, "target_fpr": target_fpr,
-        "n_real_val": cal.n_real,
-        "temperature": cal.temperature, "val": evaluate_head(loaded, kit, "val"),
-        "test": evaluate_head(loaded, kit, "test"),
+        "threshold_logit": cal.threshold_logit, "qp_bands": cal.qp_bands, "target_fpr": cal.target_fpr,
+        "n_real_val": cal.n_real, "temperature": cal.temperature,
+        "val": evaluate_head(loaded, kit, "val"), "test": evaluate_head(loaded, kit, "test"),
     }
-    if hidden == 0:
-        w = head.net.weight.detach().numpy()[0]
-        summary["weights"] = {f: round(float(v), 4) for f, v in zip(cfg.features, w, strict=True)}
-    save_head(out, head, cal, model_id=MODEL_ID, meta={"training": {k: summary[k] for k in (
-        "rows", "threshold_logit", "threshold_by_condition", "target_fpr", "n_real_val")}, "test": summary["test"]})
+    save_head(out, loaded.head, cal, model_id=loaded.model_id, meta={"training": {k: summary[k] for k in (
+        *training, "rows", "threshold_logit", "qp_bands", "target_fpr", "n_real_val")}, "test": summary["test"]})
     log.info("temporal head written to %s", Path(out))
     return summary
+
+
+def train_temporal_head(kit_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, hidden: int = 8,
+                        weight_decay: float = 1e-3, target_fpr: float = 0.01, seed: int = 0,
+                        model_id: str = MODEL_ID) -> dict[str, Any]:
+    """Fit the head on ``kit_dir``'s clip kit, calibrate it, write it to ``out`` and return the summary."""
+    kit = read_clip_kit(kit_dir)
+    train = kit.mask(split="train")
+    if not (kit.y[train].any() and (kit.y[train] == 0).any()):
+        raise ValueError("the clip kit needs both classes in train")
+    cfg = TemporalConfig(hidden=hidden, weight_decay=weight_decay)
+    head = fit_head(kit.x[train], kit.y[train], cfg, seed=seed)
+    training: dict[str, Any] = {"kit": kit.info}
+    if hidden == 0:
+        w = head.net.weight.detach().numpy()[0]
+        training["weights"] = {f: round(float(v), 4) for f, v in zip(cfg.features, w, strict=True)}
+    return _finish(calibrate_head(head, kit, model_id=model_id, target_fpr=target_fpr), kit, out, training)
+
+
+def recalibrate_temporal_head(kit_dir: str | os.PathLike[str], path: str | os.PathLike[str], *, model_id: str,
+                              target_fpr: float = 0.01) -> dict[str, Any]:
+    """Keep the head at ``path`` (its weights and standardisation) and set its thresholds and temperature
+    again on ``kit_dir``'s val clips; writes ``path`` in place (atomically) under ``model_id``."""
+    kit = read_clip_kit(kit_dir)
+    previous = load_head(path)
+    training = {"recalibrated_from": previous.model_id, "kit": kit.info,
+                "fit": previous.meta.get("training", {})}
+    return _finish(calibrate_head(previous.head, kit, model_id=model_id, target_fpr=target_fpr), kit, path, training)

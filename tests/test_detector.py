@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from detector.augment import AugmentConfig, augment
 from detector.calibration import (
     Calibration,
     calibrate,
+    expected_fpr,
     fit_isotonic,
     fit_temperature,
     reliability,
@@ -133,6 +135,26 @@ def test_threshold_keeps_stated_fpr_on_held_out_reals() -> None:
     assert np.mean(calibration_reals > t) <= 0.01
     assert np.mean(held_out_reals > t) <= 0.015  # 0.01 plus sampling error of a 3000-sample quantile
     assert threshold_at_fpr(np.array([0.1, 0.5, 0.2]), 0.01) == 0.5  # too few reals: the maximum
+
+
+def test_threshold_holds_the_rate_on_new_reals_not_only_on_its_own_small_set() -> None:
+    # 121 reals (the temporal head's val clips per condition): the rate on the calibration scores is easy to
+    # hold; the rate on *new* reals, averaged over many draws of the calibration set, is what a user gets.
+    rng = np.random.default_rng(0)
+    rates = [0.5 * math.erfc(threshold_at_fpr(rng.normal(0, 1, 121), 0.01) / math.sqrt(2)) for _ in range(4000)]
+    assert np.mean(rates) <= 0.01  # the (floor(fpr*n)+1)-th largest score gives 2/122 = 0.016 here
+    assert abs(np.mean(rates) - expected_fpr(121, 0.01)) < 0.001
+    assert expected_fpr(50, 0.01) == 1 / 51 and expected_fpr(999, 0.01) == 0.01
+    assert threshold_at_fpr(np.arange(1000.0), 0.01) == 990.0  # 9 of 1,000 above it; a new one: 10/1,001
+
+
+def test_calibration_picks_the_threshold_of_the_clips_quantiser_band() -> None:
+    cal = Calibration(4.0, 0.01, 100, qp_bands=[[30.0, 1.0], [40.0, 4.0]])
+    assert cal.threshold_for(12.0) == 1.0 and cal.threshold_for(30.0) == 1.0 and cal.threshold_for(35.5) == 4.0
+    assert cal.threshold_for(None) == 4.0 and cal.threshold_for(45.0) == 4.0  # no quantiser: the strictest
+    assert Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    older = {k: v for k, v in cal.to_dict().items() if k != "qp_bands"}
+    assert Calibration.from_dict(older).threshold_for(12.0) == 4.0  # a file from before the bands: one threshold
 
 
 def test_temperature_and_isotonic_calibration(tmp_path: Path) -> None:

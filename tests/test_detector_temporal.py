@@ -24,7 +24,7 @@ from detector.temporal import (
     save_head,
     temporal_features,
 )
-from detector.train_temporal import threshold_by_condition, train_temporal_head
+from detector.train_temporal import QP_BANDS, recalibrate_temporal_head, threshold_by_band, train_temporal_head
 from detector.verdict import verdict
 from media import VideoWriter, transcode
 
@@ -120,21 +120,40 @@ def test_head_fits_saves_loads_and_keeps_its_false_positive_rate(tmp_path: Path)
     assert np.allclose(loaded.head.logits(x), z) and loaded.model_id == "t-test" and loaded.meta == {"note": "x"}
     result = loaded.score(x[0])
     assert result.flagged == (z[0] > cal.threshold_logit) and 0 <= result.probability <= 1
+    # with thresholds by quantiser band, a clip's own compression picks its threshold
+    loaded.calibration.qp_bands = [[30.0, float(z[0]) - 1], [40.0, float(z[0]) + 1]]
+    light, heavy, unknown = loaded.score(x[0], 20.0), loaded.score(x[0], 38.0), loaded.score(x[0])
+    assert light.flagged and not heavy.flagged and unknown.flagged == bool(z[0] > cal.threshold_logit)
+    assert light.threshold_probability < heavy.threshold_probability
     assert set(result.to_dict()["features"]) == set(FEATURES)
     mlp = fit_head(x[:200], y[:200], TemporalConfig(hidden=8))
     assert save_head(tmp_path / "m.safetensors", mlp, cal, model_id="m") and load_head(tmp_path / "m.safetensors")
 
 
-def test_the_threshold_holds_the_rate_in_every_condition_not_only_pooled() -> None:
+def test_thresholds_by_quantiser_band_hold_the_rate_where_compression_raises_real_scores() -> None:
     rng = np.random.default_rng(0)
-    names = ["clean"] * 600 + ["heavy"] * 300
-    z = np.concatenate([rng.normal(0, 1, 600), rng.normal(1.5, 1, 300)])  # heavy compression looks more "AI"
-    pooled = threshold_at_fpr(z, 0.01)
-    by = threshold_by_condition(z, names, 0.01)
-    heavy = z[600:]
-    assert (heavy > pooled).mean() > 0.02  # pooled, the heavy clips alone break the 1% target
-    thr = max(by.values())
-    assert thr == by["heavy"] and (heavy > thr).mean() <= 0.01 and (z[:600] > thr).mean() <= 0.01
+    # lightly compressed reals (QP 15-29) and heavily compressed ones (QP 35-40) that look more "AI"
+    z = np.concatenate([rng.normal(0, 1, 600), rng.normal(2.5, 1, 300)])
+    qp = np.concatenate([rng.uniform(15, 29, 600), rng.uniform(35, 40, 300)])
+    names = ["light"] * 600 + ["heavy"] * 300
+    (u1, t1), (u2, t2) = threshold_by_band(z, names, list(qp), 0.01)
+    assert (u1, u2) == QP_BANDS and t1 < t2
+    assert (z[:600] > t1).mean() <= 0.01 and (z[600:] > t2).mean() <= 0.01
+    assert (z[600:] > threshold_at_fpr(z, 0.01)).mean() > 0.02  # one pooled threshold: heavy clips break it
+    ai = rng.normal(3.5, 1, 1000)  # lightly compressed AI clips: the heavy band's threshold would miss many
+    assert (ai > t1).mean() > (ai > t2).mean() + 0.2
+    # a condition with enough clips in its band holds the rate on its own, not only pooled with the band
+    odd, z2 = ["light"] * 400 + ["odd"] * 200 + ["heavy"] * 300, z.copy()
+    z2[400:600] += 1.0
+    assert (z2[400:600] > threshold_at_fpr(z2[:600], 0.01)).mean() > 0.01
+    assert (z2[400:600] > threshold_by_band(z2, odd, list(qp), 0.01)[0][1]).mean() <= 0.01
+    # more compression never gets a lower threshold; clips past the bands or without a quantiser are left out
+    low = np.concatenate([rng.normal(2, 1, 600), rng.normal(-3, 1, 300)])
+    (_, a), (_, b) = threshold_by_band(low, names, list(qp), 0.01)
+    assert a == b
+    assert threshold_by_band(np.array([0.0, 9.0]), ["x", "x"], [20.0, None], 0.01) == [[30.0, 0.0], [40.0, 0.0]]
+    with pytest.raises(ValueError):
+        threshold_by_band(np.array([9.0]), ["x"], [55.0], 0.01)
 
 
 def test_a_damaged_installed_head_is_left_out_not_fatal(tmp_path: Path, monkeypatch) -> None:
@@ -202,11 +221,13 @@ def test_clip_kit_rows_cover_every_condition(trained_head: tuple[Path, dict]) ->
 def test_trained_head_separates_the_test_split(trained_head: tuple[Path, dict]) -> None:
     root, summary = trained_head
     assert summary["test"]["all"]["auc"] > 0.95
-    assert summary["n_real_val"] == 3 * len(CONDITIONS)
-    assert summary["val"]["all"]["fpr"] == 0.0  # the threshold: at most 1% of the val reals above it
-    # ... in every encoding condition on its own, not only pooled
-    assert summary["threshold_logit"] == max(summary["threshold_by_condition"].values())
-    assert set(summary["threshold_by_condition"]) == set(CONDITIONS)
+    kit = read_clip_kit(root)
+    scoped = [r for r in kit.rows if r["split"] == "val" and r["label"] == "0" and float(r["mean_qp"]) <= MAX_H264_QP]
+    assert summary["n_real_val"] == len(scoped) >= 3 * (len(CONDITIONS) - 2)  # calibrated within the scope
+    assert summary["val"]["all"]["scoped_fpr"] == 0.0  # too few val reals to resolve 1%: above all of them
+    # one threshold per quantiser band, never lower for more compression; the highest for unknown quantisers
+    bands = summary["qp_bands"]
+    assert [u for u, _ in bands] == list(QP_BANDS) and bands[0][1] <= bands[1][1] == summary["threshold_logit"]
     assert summary["test"]["all"]["tpr"] >= 0.9
     assert isinstance(load_head(root / "temporal.safetensors"), LoadedTemporalHead)
 
@@ -242,3 +263,19 @@ def test_heavy_compression_withdraws_the_temporal_heads_decision(trained_head: t
     assert det.temporal.scope_reasons == det.scope_reasons and "heavily compressed" in det.scope_reasons[0]
     v = verdict({"c2pa": {"state": "absent"}, "watermark": {"present": False}}, det, [])
     assert v.label == "uncertain" and any("not used: heavily compressed" in r for r in v.reasons)
+
+
+def test_recalibrating_keeps_the_heads_weights_and_sets_new_thresholds(trained_head: tuple[Path, dict],
+                                                                       tmp_path: Path) -> None:
+    root, summary = trained_head
+    path = tmp_path / "temporal.safetensors"
+    path.write_bytes((root / "temporal.safetensors").read_bytes())
+    before = load_head(path)
+    again = recalibrate_temporal_head(root, path, model_id="t-v1.1", target_fpr=0.2)
+    after = load_head(path)
+    kit = read_clip_kit(root)
+    assert after.model_id == again["model_id"] == "t-v1.1" and after.meta["training"]["recalibrated_from"] == \
+        before.model_id
+    assert np.array_equal(after.head.logits(kit.x), before.head.logits(kit.x))  # the same head
+    assert after.calibration.target_fpr == 0.2 and after.calibration.qp_bands == again["qp_bands"]
+    assert after.calibration.threshold_logit <= before.calibration.threshold_logit  # 20% flags more than 1%
