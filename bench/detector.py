@@ -547,14 +547,18 @@ def targets(report, heavy_fpr, n_heavy, clips, own, speed, temporal, beyond) -> 
     kept, flagged, n_worst = real_at(worst, 1), real_at(worst, 0), real_at(worst, 3)
     any_fp = bool(reals["fpr"] or heavy_fpr or fp_clips or fp_shapes or kit_fpr > 0.01
                   or temporal[kit_worst]["scoped_fpr"] > 0.01 or kept > 0.01 * n_worst)
+    unresolved = "" if reals["n_real"] >= 99 else f" (the frame model: {reals['n_real']} reals cannot resolve 1%)"
     rows.append(f"| FPR <= 1% on held-out real (incl. heavy compression, animated film) | frame model: "
                 f"{fmt(reals['fpr'])} on {reals['n_real']} reals, {fmt(heavy_fpr)} on {n_heavy} after CRF 35; "
                 f"detector (frame model or temporal head): {fp_clips} of {n_clips} real clip encodings, {fp_shapes} of "
                 f"{n_shapes} rendered Shapes clip encodings; temporal head, flags kept (mean QP <= "
                 f"{MAX_H264_QP:g}): {fmt(kit_fpr)} on the clip kit's {kit_real} real test clips (worst condition "
-                f"{kit_worst}: {fmt(temporal[kit_worst]['scoped_fpr'])}), at worst {kept}/{n_worst} of its val and "
-                f"test real clips at CRF {worst[0]}, scale {worst[1]:g} ({flagged} flagged before the scope rule) | "
-                f"{'**missed** on these samples' if any_fp else 'met on these samples; they cannot resolve 1%'} |")
+                f"{kit_worst}: {fmt(temporal[kit_worst]['scoped_fpr'])}), "
+                + (f"at worst {kept}/{n_worst} of its val and test real clips at CRF {worst[0]}, scale {worst[1]:g} "
+                   f"({flagged} flagged before the scope rule)" if kept else
+                   f"no flag kept on its {n_worst} val and test real clips at any of the {len(BEYOND_KIT)} encodings "
+                   f"beyond it ({max(real_at(cs, 0) for cs in BEYOND_KIT)} at most flagged before the scope rule)")
+                + f" | {'**missed** on these samples' if any_fp else 'met on these samples'}{unresolved} |")
     rows.append(f"| 10 s 720p verified end to end in <= 5 s on 2 cores | {speed['total']:.2f} s | "
                 f"{mark(speed['total'] <= 5)} |")
     return ["## Against the targets of issue 8", "", "| target | measured | |", "|---|---|---|", *rows, ""]
