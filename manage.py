@@ -367,6 +367,25 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+@train.command("detector-clips")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The data kit folder with its clip kit (bench/out/detector/kit; `train temporal-head` builds it).")
+@click.option("--weights", "weights", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The frame model's checkpoint (weights/detector/detector.safetensors).")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the recalibrated checkpoint (default: WEIGHTS, in place).")
+@click.option("--model-id", default=None, help="Model id to write (default: the checkpoint's).")
+def train_detector_clips_cmd(data: Path, weights: Path, out: Path | None, model_id: str | None) -> None:
+    """Set the frame model's clip thresholds (by compression) on the clip kit's val real clips; weights kept."""
+    from detector.train import calibrate_on_clips
+
+    try:
+        summary = calibrate_on_clips(weights, data, model_id=model_id, out=out)
+    except (ValueError, OSError) as exc:  # no clip kit, a foreign checkpoint (CheckpointError), missing data
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
 @train.command("temporal-head")
 @click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The data kit folder (bench/out/detector/kit); its clips/ subfolder is built here when "

@@ -175,8 +175,8 @@ def _compression(info: MediaInfo, mean_qp: float | None) -> list[str]:
 
 
 @torch.no_grad()
-def _run_model(loaded: LoadedDetector,
-               rgb: dict[int, tuple[float, np.ndarray]]) -> tuple[DetectorResult, PatchMaps]:
+def _run_model(loaded: LoadedDetector, rgb: dict[int, tuple[float, np.ndarray]],
+               mean_qp: float | None = None) -> tuple[DetectorResult, PatchMaps]:
     cfg, cal = loaded.config, loaded.calibration
     indices = sorted(rgb)
     height, width = rgb[indices[0]][1].shape[:2]
@@ -187,19 +187,19 @@ def _run_model(loaded: LoadedDetector,
     def prob(z: np.ndarray) -> np.ndarray:
         return cal.probability(z) if cal else 1 / (1 + np.exp(-z))
 
-    clip_logit = float(out.clip_logits[0])
+    clip_logit = round(float(out.clip_logits[0]), 4)  # the decision is on the logit the report shows
     frame_p = prob(out.frame_logits[0].cpu().numpy())
     per_frame = out.patch_logits[0].cpu().numpy()  # (T, K, h, w)
     patches = per_frame.mean(axis=0)  # (K, h, w), averaged over frames
     k, h, w = patches.shape
     grid = patches.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-    threshold = cal.threshold_logit if cal else 0.0
+    threshold = cal.threshold_for(mean_qp) if cal else 0.0  # clip thresholds by compression, where set
     positions = tuple(grid_positions(height, width, side, cfg.crops_per_frame)[0])  # crop_batch's grid
     maps = PatchMaps((width, height), side, positions,
                      {i: prob(p) for i, p in zip(indices, per_frame, strict=True)}, prob(patches))
     result = DetectorResult(
         model_id=loaded.model_id, in_scope=True, scope_reasons=[], probability=round(float(prob(clip_logit)), 4),
-        logit=round(clip_logit, 4), flagged=clip_logit > threshold, frame_flagged=clip_logit > threshold,
+        logit=clip_logit, flagged=clip_logit > threshold, frame_flagged=clip_logit > threshold,
         threshold_probability=round(float(prob(threshold)), 4), target_fpr=cal.target_fpr if cal else None,
         calibrated=cal is not None,
         frames=[{"index": i, "time_s": round(rgb[i][0], 3), "probability": round(float(p), 4),
@@ -280,7 +280,7 @@ class ClipAnalysis:
             if scope_reasons or not rgb:
                 result = DetectorResult(loaded.model_id, False, scope_reasons or ["no frame decoded"])
             else:
-                result, maps = _run_model(loaded, rgb)
+                result, maps = _run_model(loaded, rgb, mean_qp)
             result.with_temporal(temporal)
             result.mean_qp = mean_qp
         timings["detector"] = time.perf_counter() - t

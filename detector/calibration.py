@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,36 @@ def expected_fpr(n_real: int, fpr: float) -> float:
     ``fpr`` or below once there are enough reals, 1 / (n_real + 1) when there are too few."""
     k = max(1, int(math.floor(fpr * (n_real + 1) + 1e-9)))
     return k / (n_real + 1)
+
+
+# Upper edges of the quantiser bands that get their own threshold (mean H.264 QP). Chosen on the clip
+# kit's val split (session 16): lightly compressed clips (the kit's CRF 18 and 28) sit at QP 30 or below,
+# CRF 40 at 34-40; finer bands above 30 gave the same thresholds. The last edge is
+# `detector.analyse.MAX_H264_QP`, past which the detector is out of scope (a test holds them equal).
+QP_BANDS = (30.0, 40.0)
+
+
+def threshold_by_band(real_logits: np.ndarray, conditions: Sequence[str], mean_qp: Sequence[float | None],
+                      fpr: float, bands: Sequence[float] = QP_BANDS, floor: float = -math.inf) -> list[list[float]]:
+    """[upper QP, threshold] per band of ``bands``: the highest of `threshold_at_fpr` over the band's real
+    logits pooled and over each condition with at least 1/fpr - 1 real clips in the band (fewer cannot
+    resolve the rate), and never below the band before nor ``floor``. A band without real clips takes the one
+    before; clips without a quantiser or past the last band are left out (they take the highest threshold)."""
+    z, cond = np.asarray(real_logits, np.float64), np.asarray(conditions)
+    qp = np.array([np.inf if q is None else float(q) for q in mean_qp])
+    if not (qp <= bands[-1]).any():
+        raise ValueError("no real clip with a quantiser inside the bands to set a threshold on")
+    enough = math.ceil(1 / fpr) - 1
+    out: list[list[float]] = []
+    lower, running = -np.inf, floor
+    for upper in bands:
+        band = (qp > lower) & (qp <= upper)
+        groups = [band] + [band & (cond == c) for c in sorted(set(cond[band].tolist()))]
+        found = [threshold_at_fpr(z[g], fpr) for i, g in enumerate(groups) if g.any() and (i == 0 or g.sum() >= enough)]
+        running = max([running, *found])
+        out.append([float(upper), float(running)])
+        lower = upper
+    return [[u, t if np.isfinite(t) else running] for u, t in out]
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, iters: int = 200) -> float:

@@ -1,7 +1,7 @@
 """Fit, calibrate and evaluate the temporal head on the clip kit (`detector.clipkit`).
 
 The head fits on the ``train`` clips; the operating thresholds come from the ``val`` split's *real*
-clips only (`calibrate_head`), one per band of the decoder's mean quantiser (`QP_BANDS`): heavily
+clips only (`calibrate_head`), one per band of the decoder's mean quantiser (`calibration.QP_BANDS`): heavily
 compressed real clips score far higher than lightly compressed ones, so one threshold either lets
 them through or gives up most lightly compressed AI clips. Each band's threshold holds the stated
 false positive rate for the band's real clips pooled and for each encoding condition with enough
@@ -14,16 +14,14 @@ Seconds on a CPU: the features are computed once, when the clip kit is built.
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .analyse import MAX_H264_QP, within_quantiser_scope
-from .calibration import calibrate, threshold_at_fpr
+from .analyse import within_quantiser_scope
+from .calibration import calibrate, threshold_by_band
 from .clipkit import CONDITIONS, ClipKit, read_clip_kit
 from .evaluate import binary_metrics
 from .temporal import FEATURES, LoadedTemporalHead, TemporalConfig, TemporalHead, fit_head, load_head, save_head
@@ -31,35 +29,6 @@ from .temporal import FEATURES, LoadedTemporalHead, TemporalConfig, TemporalHead
 log = logging.getLogger(__name__)
 
 MODEL_ID = "veriframe-temporal-v2"
-
-
-# Upper edges of the quantiser bands that get their own threshold (mean H.264 QP). Chosen on the val
-# split (session 16): lightly compressed clips (the kit's CRF 18 and 28) sit at QP 30 or below, CRF 40 at
-# 34-40; finer bands above 30 gave the same thresholds. Past MAX_H264_QP the head is out of scope.
-QP_BANDS = (30.0, MAX_H264_QP)
-
-
-def threshold_by_band(real_logits: np.ndarray, conditions: Sequence[str], mean_qp: Sequence[float | None],
-                      fpr: float, bands: Sequence[float] = QP_BANDS) -> list[list[float]]:
-    """[upper QP, threshold] per band of ``bands``: the highest of `threshold_at_fpr` over the band's real
-    logits pooled and over each condition with at least 1/fpr - 1 real clips in the band (fewer cannot
-    resolve the rate), and never below the band before. A band without real clips takes the one before;
-    clips without a quantiser or past the last band are left out (they take the highest threshold)."""
-    z, cond = np.asarray(real_logits, np.float64), np.asarray(conditions)
-    qp = np.array([np.inf if q is None else float(q) for q in mean_qp])
-    enough = math.ceil(1 / fpr) - 1
-    out: list[list[float]] = []
-    lower, running = -np.inf, -np.inf
-    for upper in bands:
-        band = (qp > lower) & (qp <= upper)
-        groups = [band] + [band & (cond == c) for c in sorted(set(cond[band].tolist()))]
-        found = [threshold_at_fpr(z[g], fpr) for i, g in enumerate(groups) if g.any() and (i == 0 or g.sum() >= enough)]
-        running = max([running, *found])
-        out.append([float(upper), float(running)])
-        lower = upper
-    if not np.isfinite(running):
-        raise ValueError("no real clip with a quantiser inside the bands to set a threshold on")
-    return [[u, t if np.isfinite(t) else running] for u, t in out]
 
 
 def row_qp(row: dict[str, str]) -> float | None:

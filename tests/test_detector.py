@@ -391,3 +391,49 @@ def test_heavy_compression_is_out_of_scope_by_the_decoders_quantiser(tiny_checkp
     transcode(clip, tmp_path / "h.mp4", codec="libx265", crf=28, preset="ultrafast")
     hevc = analyse_file(tmp_path / "h.mp4", model=tiny_checkpoint).detector
     assert hevc.mean_qp is None and hevc.in_scope
+
+
+def _smooth_pan(seed: int, frames: int = 8, w: int = 96, h: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tex = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + 2 * frames, 3)).astype(np.float32), (0, 0), 3)
+    return np.stack([np.clip(tex[:, 2 * i : 2 * i + w], 0, 255).astype(np.uint8) for i in range(frames)])
+
+
+def test_frame_model_clip_thresholds_come_from_whole_real_clips(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from detector import analyse_file
+    from detector.analyse import MAX_H264_QP
+    from detector.calibration import QP_BANDS
+    from detector.clipkit import BaseClip
+    from detector.train import calibrate_on_clips
+
+    assert QP_BANDS[-1] == MAX_H264_QP  # the last band ends where the compression scope does
+    clips = [BaseClip(_smooth_pan(i), 8.0, 0, "pan", f"p{i}", "val") for i in range(3)]
+    clips += [BaseClip(_smooth_pan(9), 8.0, 1, "ai", "a9", "val"), BaseClip(_smooth_pan(5), 8.0, 0, "pan", "t", "test")]
+    out = tmp_path / "clips.safetensors"
+    summary = calibrate_on_clips(tiny_checkpoint, None, clips=clips, model_id="tiny-v1.1", out=out)
+    before, after = load_checkpoint(tiny_checkpoint), load_checkpoint(out)
+    assert after.model_id == "tiny-v1.1" and after.meta["clip_calibration"]["n_real_clips"] == summary["n_real_clips"]
+    assert 0 < summary["n_real_clips"] <= 3 * 6  # val real clips at the kit's six encodings, within the scope
+    for a, b in zip(before.model.state_dict().values(), after.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the weights are untouched
+    bands = after.calibration.qp_bands
+    assert [u for u, _ in bands] == list(QP_BANDS) and bands[0][1] <= bands[1][1] == after.calibration.threshold_logit
+    assert bands[0][1] >= before.calibration.threshold_logit  # never below the image-level threshold
+    assert summary["val_real_flagged"] == 0  # too few reals to resolve 1%: above every one of them
+    clip = write_clip(tmp_path / "c.mp4", _smooth_pan(7))
+    det = analyse_file(clip, model=out).detector
+    threshold = after.calibration.threshold_for(det.mean_qp)
+    assert det.frame_flagged == (det.logit > threshold)
+    assert det.threshold_probability == round(float(after.calibration.probability(threshold)), 4)
+    with pytest.raises(ValueError):  # no real clip to calibrate on
+        calibrate_on_clips(tiny_checkpoint, None, clips=clips[3:4], out=tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def write_clip(path: Path, frames: np.ndarray) -> Path:
+    from media import VideoWriter
+
+    with VideoWriter(path, width=frames.shape[2], height=frames.shape[1], fps=8, crf=18, preset="fast") as out:
+        for f in frames:
+            out.write_rgb(f)
+    return path
