@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from detector.analyse import MAX_H264_QP, analyse_file
-from detector.calibration import calibrate, threshold_at_fpr
+from detector.calibration import QP_BANDS, calibrate, threshold_at_fpr, threshold_by_band
 from detector.clipkit import CONDITIONS, BaseClip, build_clip_kit, camera_pan, condition_reading, read_clip_kit
 from detector.signals import compensated_steps
 from detector.temporal import (
@@ -24,7 +24,7 @@ from detector.temporal import (
     save_head,
     temporal_features,
 )
-from detector.train_temporal import QP_BANDS, recalibrate_temporal_head, threshold_by_band, train_temporal_head
+from detector.train_temporal import recalibrate_temporal_head, train_temporal_head
 from detector.verdict import verdict
 from media import VideoWriter, transcode
 
