@@ -244,9 +244,9 @@ def analyse_clip_kit(kit_dir: str | Path | None, info: dict[str, Any], *, splits
     """The whole detector (`detector.analyse.analyse_file` with ``model`` and ``temporal``: loaded models or
     None for the installed ones) on the base clips of ``splits``, rebuilt as the kit's ``info`` (kit.json)
     says (or ``clips``: your own), at each of `CONDITIONS`: one record per clip and encoding (source, split,
-    label, condition, the
-    decoder's ``mean_qp``, the frame model's ``frame_in_scope`` / ``frame_logit`` / ``frame_flagged``,
-    ``temporal_flagged`` as kept, and ``flagged``). About 0.15 s a clip encoding on 2 cores."""
+    label, condition, the decoder's ``mean_qp``, the frame model's ``frame_in_scope`` / ``frame_logit`` /
+    ``frame_flagged``, ``temporal_flagged`` as kept, and ``flagged``). About 0.15 s a clip encoding on 2
+    cores."""
     from .analyse import analyse_file
 
     if clips is None:
