@@ -48,7 +48,16 @@ from detector import ClipAnalysis, DetectorReport, analyse_file, evaluate_detect
 from detector.analyse import MAX_H264_QP, within_quantiser_scope  # noqa: E402
 from detector.augment import video_codec_roundtrip  # noqa: E402
 from detector.calibration import Calibration, reliability, write_reliability_plot  # noqa: E402
-from detector.clipkit import KIT_DIR_NAME, ClipKit, analyse_clip_kit, build_clip_kit, read_clip_kit  # noqa: E402
+from detector.clipkit import CONDITIONS as CLIP_CONDITIONS  # noqa: E402
+from detector.clipkit import (  # noqa: E402
+    KIT_DIR_NAME,
+    ClipKit,
+    analyse_clip_kit,
+    build_clip_kit,
+    condition_reading,
+    kit_base_clips,
+    read_clip_kit,
+)
 from detector.datakit import HELD_OUT, build_kit, real_clip_frames, reconstructor  # noqa: E402
 from detector.evaluate import CONDITIONS, binary_metrics, score_items  # noqa: E402
 from detector.generator_kit import clip_specs, render_counterpart, sample_clips  # noqa: E402
@@ -286,14 +295,10 @@ def beyond_kit(kit: Path, clip_kit: ClipKit, head: LoadedTemporalHead) -> list[d
     head). Val clips set the threshold, at the kit's own encodings."""
     import tempfile
 
-    from detector.clipkit import base_clips, condition_reading
-
     threshold_for = head.calibration.threshold_for
-    built = clip_kit.info  # the same base clips as the kit's
-    sizes = {k: built[k] for k in ("dit_clips", "extra_scenes", "camera_pans", "seed") if k in built}
     out: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="veriframe-bench-") as tmp:
-        for clip in base_clips(kit, **sizes):
+        for clip in kit_base_clips(kit, clip_kit.info):  # the same base clips as the kit's
             if clip.split == "train":
                 continue
             for crf, scale in BEYOND_KIT:
@@ -307,8 +312,6 @@ def beyond_kit(kit: Path, clip_kit: ClipKit, head: LoadedTemporalHead) -> list[d
 
 def whole_section(records: list[dict]) -> list[str]:
     """Per split and kit condition: the detector's flags on real clips (false positives) and AI clips."""
-    from detector.clipkit import CONDITIONS as CLIP_CONDITIONS
-
     lines = ["## The whole detector on the clip kit's clips", "",
              "`analyse_file` with both models (the frame model and the temporal head, each at its own threshold, "
              "under the compression scope) on the clip kit's val and test base clips at the kit's own encodings: "
@@ -581,8 +584,6 @@ def targets(report, heavy_fpr, n_heavy, clips, own, speed, temporal, beyond, who
 
     worst = max(BEYOND_KIT, key=lambda cs: real_at(cs, 1) / max(real_at(cs, 3), 1))
     kept, flagged, n_worst = real_at(worst, 1), real_at(worst, 0), real_at(worst, 3)
-    from detector.clipkit import CONDITIONS as CLIP_CONDITIONS
-
     def whole_fpr(cond: str | None) -> tuple[int, int]:  # the whole detector on the clip kit's real test clips
         rows = [r for r in whole if r["split"] == "test" and r["label"] == 0 and cond in (None, r["condition"])]
         return sum(r["flagged"] for r in rows), len(rows)

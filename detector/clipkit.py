@@ -238,6 +238,14 @@ def build_clip_kit(kit_dir: str | Path, *, dit_clips: int = 144, extra_scenes: i
     return out
 
 
+def kit_base_clips(kit_dir: str | Path, info: dict[str, Any]) -> Iterator[BaseClip]:
+    """The base clips of the clip kit whose ``info`` (kit.json) is given, rebuilt (`base_clips`)."""
+    if info.get("own_clips"):
+        raise ValueError("this clip kit was built from your own clips: pass them again")
+    return base_clips(Path(kit_dir), **{k: info[k] for k in ("dit_clips", "extra_scenes", "camera_pans", "seed")
+                                         if k in info})
+
+
 def analyse_clip_kit(kit_dir: str | Path | None, info: dict[str, Any], *, splits: tuple[str, ...] = ("val",),
                      model: Any = None, temporal: Any = None, clips: Iterable[BaseClip] | None = None
                      ) -> list[dict[str, Any]]:
@@ -250,10 +258,9 @@ def analyse_clip_kit(kit_dir: str | Path | None, info: dict[str, Any], *, splits
     from .analyse import analyse_file
 
     if clips is None:
-        if kit_dir is None or info.get("own_clips"):
-            raise ValueError("this clip kit was built from your own clips: pass them again to analyse them")
-        sizes = {k: info[k] for k in ("dit_clips", "extra_scenes", "camera_pans", "seed") if k in info}
-        clips = base_clips(Path(kit_dir), **sizes)
+        if kit_dir is None:
+            raise ValueError("give the kit folder or the clips to analyse")
+        clips = kit_base_clips(kit_dir, info)
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="veriframe-clipkit-") as tmp:
         for clip in clips:
