@@ -478,8 +478,20 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, resume: bool = False
 
     `stop_after` (steps) or `max_minutes` end this call early with a checkpoint, which is how a long
     recipe is split into sessions; `--resume` continues it exactly. `export_now` (with `resume`)
-    writes the model from the last checkpoint's EMA weights without training."""
-    out = Path(out)
+    writes the model from the last checkpoint's EMA weights without training. Under torchrun the process
+    group this call starts is destroyed when it returns: left to the interpreter's exit, the gloo threads
+    sometimes aborted a rank ("terminate called without an active exception") after a finished run."""
+    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized()
+    try:
+        return _train(cfg, Path(out), resume=resume, base=base, device=device, progress=progress,
+                      stop_after=stop_after, max_minutes=max_minutes, export_now=export_now)
+    finally:
+        if owns_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, out: Path, *, resume: bool, base: Path | None, device: str | None, progress: bool,
+           stop_after: int | None, max_minutes: float | None, export_now: bool) -> Path:
     rank, world = _distributed()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device(device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
