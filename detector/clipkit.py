@@ -295,7 +295,8 @@ def read_clip_kit(folder: str | Path) -> ClipKit:
     if not (folder / "features.npz").is_file():
         folder = folder / KIT_DIR_NAME
     if not (folder / "features.npz").is_file():
-        raise FileNotFoundError(f"no clip kit in {folder}: build it with build_clip_kit")
+        raise FileNotFoundError(f"no clip kit in {folder}: build it with `manage.py train temporal-head --data KIT` "
+                                "(detector.clipkit.build_clip_kit)")
     try:
         data = np.load(folder / "features.npz")
         x, y, names = data["x"], data["y"], tuple(data["features"])

@@ -210,6 +210,21 @@ def test_train_temporal_head_on_a_broken_or_missing_kit_is_exit_2(tmp_path: Path
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_calibration_commands_refuse_a_missing_kit_or_head_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "kit").mkdir()
+    out = tmp_path / "detector.safetensors"
+    out.write_bytes((ROOT / "weights" / "detector" / "detector.safetensors").read_bytes())
+    before = out.read_bytes()
+    r = run(tmp_path, "train", "detector-clips", "--data", str(tmp_path / "kit"), "--weights", str(out))
+    assert r.returncode == 2 and "manage.py train temporal-head" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and out.read_bytes() == before  # nothing written
+    (tmp_path / "kit" / "clips").mkdir()
+    (tmp_path / "kit" / "clips" / "features.npz").write_bytes(b"not an npz")
+    r = run(tmp_path, "train", "temporal-head", "--data", str(tmp_path / "kit"), "--out",
+            str(tmp_path / "none.safetensors"), "--recalibrate")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_train_detector_takes_the_recipe_options(tmp_path: Path) -> None:
     from media import write_image
 
