@@ -414,7 +414,6 @@ def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, 
                        model_id: str | None) -> None:
     """Fit the detector's temporal head on whole clips (issued and laundered), calibrated on real clips."""
     from detector.clipkit import CAMERA_PANS, EXTRA_SCENES, KIT_DIR_NAME, build_clip_kit, read_clip_kit
-    from detector.temporal import load_head
     from detector.train_temporal import MODEL_ID, recalibrate_temporal_head, train_temporal_head
 
     extra_scenes = EXTRA_SCENES if extra_scenes is None else extra_scenes
@@ -431,8 +430,7 @@ def train_temporal_cmd(data: Path, out: Path, hidden: int, weight_decay: float, 
                 click.echo(f"warning: using the existing clip kit ({', '.join(f'{k} {built.get(k)}' for k in asked)});"
                            " --rebuild to build one with the options given", err=True)
         if recalibrate:
-            summary = recalibrate_temporal_head(data, out, model_id=model_id or load_head(out).model_id,
-                                                target_fpr=target_fpr)
+            summary = recalibrate_temporal_head(data, out, model_id=model_id, target_fpr=target_fpr)
         else:
             summary = train_temporal_head(data, out, hidden=hidden, weight_decay=weight_decay, target_fpr=target_fpr,
                                           seed=seed, model_id=model_id or MODEL_ID)

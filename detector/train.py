@@ -313,14 +313,12 @@ def calibrate_on_clips(weights: str | os.PathLike[str], kit_dir: str | os.PathLi
     image_threshold = float(loaded.meta.get("val", {}).get("threshold_logit", loaded.calibration.threshold_logit))
     info = read_clip_kit(kit_dir).info if clips is None else {"own_clips": True}
     records = analyse_clip_kit(kit_dir, info, splits=("val",), model=loaded, clips=clips)
-    if not any(r["label"] == 0 and r["mean_qp"] is not None for r in records):
-        raise ValueError("no real val clip with an H.264 quantiser to set the clip thresholds on")
     reals = [r for r in records if r["label"] == 0 and r["frame_in_scope"] and r["frame_logit"] is not None
              and r["mean_qp"] is not None]
-    cal = replace(loaded.calibration)
+    cal = replace(loaded.calibration)  # no real clip with a quantiser in scope: threshold_by_band refuses
     cal.qp_bands = threshold_by_band(np.array([r["frame_logit"] for r in reals]), [r["condition"] for r in reals],
                                      [r["mean_qp"] for r in reals], cal.target_fpr, floor=image_threshold)
-    cal.threshold_logit = max(image_threshold, *(t for _, t in cal.qp_bands))
+    cal.threshold_logit = cal.qp_bands[-1][1]  # the highest: the bands never fall, nor below image_threshold
     ai = [r for r in records if r["label"] == 1 and r["frame_in_scope"] and r["frame_logit"] is not None]
 
     def flagged(rows: list[dict[str, Any]]) -> int:

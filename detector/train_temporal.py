@@ -115,12 +115,14 @@ def train_temporal_head(kit_dir: str | os.PathLike[str], out: str | os.PathLike[
     return _finish(calibrate_head(head, kit, model_id=model_id, target_fpr=target_fpr), kit, out, training)
 
 
-def recalibrate_temporal_head(kit_dir: str | os.PathLike[str], path: str | os.PathLike[str], *, model_id: str,
-                              target_fpr: float = 0.01) -> dict[str, Any]:
+def recalibrate_temporal_head(kit_dir: str | os.PathLike[str], path: str | os.PathLike[str], *,
+                              model_id: str | None = None, target_fpr: float = 0.01) -> dict[str, Any]:
     """Keep the head at ``path`` (its weights and standardisation) and set its thresholds and temperature
-    again on ``kit_dir``'s val clips; writes ``path`` in place (atomically) under ``model_id``."""
+    again on ``kit_dir``'s val clips; writes ``path`` in place (atomically) under ``model_id`` (default:
+    the file's)."""
     kit = read_clip_kit(kit_dir)
     previous = load_head(path)
     training = {"recalibrated_from": previous.model_id, "kit": kit.info,
                 "fit": previous.meta.get("training", {})}
-    return _finish(calibrate_head(previous.head, kit, model_id=model_id, target_fpr=target_fpr), kit, path, training)
+    return _finish(calibrate_head(previous.head, kit, model_id=model_id or previous.model_id, target_fpr=target_fpr),
+                   kit, path, training)
