@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from media import MediaError
+from media.encode import X265_MIN_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,14 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 
 def video_codec_roundtrip(rgb: np.ndarray, crf: int, codec: str = "libx264") -> np.ndarray:
-    """Encode ``rgb`` as a two-frame clip through `media.VideoWriter` and decode its first frame."""
+    """Encode ``rgb`` as a one-frame clip (an IDR frame, as the first frame of any clip is) through
+    `media.VideoWriter` and decode it."""
     from media import VideoWriter, iter_frames
 
     h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
     with tempfile.TemporaryDirectory(prefix="veriframe-aug-") as tmp:
         path = Path(tmp) / "crop.mp4"
         with VideoWriter(path, width=w, height=h, fps=25, codec=codec, crf=crf, preset="ultrafast") as out:
-            out.write_rgb(rgb[:h, :w])
             out.write_rgb(rgb[:h, :w])
         frame = next(iter_frames(path, fmt="rgb24")).array
     out_rgb = rgb.copy()
@@ -85,8 +86,11 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
         coded = None
         if rng.random() < cfg.p_real_codec and min(out.shape[:2]) >= 16:
             try:
-                coded = video_codec_roundtrip(out, crf, "libx264" if rng.random() < 0.7 else "libx265")
-            except MediaError as exc:  # a rare muxer refusal (seen once with libx265): use the proxy
+                x265 = rng.random() >= 0.7 and min(out.shape[:2]) >= X265_MIN_SIDE
+                coded = video_codec_roundtrip(out, crf, "libx265" if x265 else "libx264")
+            except MediaError as exc:
+                # libx265 in the av wheel now and then gives a short clip's packets an uninitialised decode
+                # timestamp (about one clip in 20-30), which the MP4 muxer refuses: use the proxy
                 log.debug("real-codec augmentation failed (%s); JPEG proxy instead", exc)
         out = coded if coded is not None else jpeg(out, jpeg_quality_for_crf(crf))
     return np.ascontiguousarray(out)

@@ -38,6 +38,10 @@ PathLike = str | os.PathLike[str]
 _VIDEO_FORMATS = {".mp4": "mp4", ".mov": "mov"}
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 _CODECS = ("libx264", "libx265")
+# libx265 as the av wheel bundles it corrupts the heap (glibc aborts the whole process) on some frames
+# under one 64 px coding tree unit a side (seen at 40x40, 48x48 and 48x64 within a few dozen clips), so
+# smaller H.265 frames are refused before the encoder opens.
+X265_MIN_SIDE = 64
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -142,6 +146,10 @@ class VideoWriter:
             raise UnsupportedMediaError(f"VideoWriter writes .mp4 or .mov, not {self.out_path.name}")
         if codec not in _CODECS:
             raise UnsupportedMediaError(f"unsupported video codec {codec!r}; use libx264 or libx265")
+        if codec == "libx265" and min(width, height) < X265_MIN_SIDE:
+            raise UnsupportedMediaError(
+                f"libx265 needs frames of at least {X265_MIN_SIDE}x{X265_MIN_SIDE}, got {width}x{height}; use libx264"
+            )
         if pix_fmt != "yuv420p":
             raise UnsupportedMediaError(f"unsupported pixel format {pix_fmt!r}; only yuv420p is written")
         if width < 2 or height < 2 or rotation % 90:

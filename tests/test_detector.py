@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from detector import DETECTOR_MODELS, build_model, config_for, load_checkpoint, residual, save_checkpoint
-from detector.augment import AugmentConfig, augment
+from detector.augment import AugmentConfig, augment, video_codec_roundtrip
 from detector.calibration import (
     Calibration,
     calibrate,
@@ -29,6 +29,7 @@ from detector.sampling import grid_positions, plan_frames
 from detector.signals import Signal
 from detector.train import _batch_side, train_detector
 from detector.verdict import LABELS, verdict
+from generator.evaluate import psnr
 from media import write_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -124,6 +125,19 @@ def test_augment_keeps_uint8_rgb_and_is_seeded() -> None:
     a, b = augment(img, np.random.default_rng(3), cfg), augment(img, np.random.default_rng(3), cfg)
     assert a.dtype == np.uint8 and a.ndim == 3 and np.array_equal(a, b) and a.shape[0] < 80
 
+
+
+def test_real_codec_augmentation_round_trips_and_keeps_small_crops_off_libx265() -> None:
+    smooth = cv2.GaussianBlur(np.random.default_rng(1).uniform(0, 255, (64, 64, 3)).astype(np.float32), (0, 0), 4)
+    smooth = smooth.astype(np.uint8)
+    for codec in ("libx264", "libx265"):
+        coded = video_codec_roundtrip(smooth, 23, codec)
+        assert coded.shape == smooth.shape and psnr(coded, smooth) > 30
+    # 48 px crops with every compression a real encode: libx265 would abort the process on some of these
+    cfg = AugmentConfig(p_resize=0, p_blur=0, p_noise=0, p_compress=1, p_real_codec=1)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        assert augment(smooth[:48, :48], rng, cfg).shape == (48, 48, 3)
 
 # --- calibration --------------------------------------------------------------------------------
 

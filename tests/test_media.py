@@ -272,10 +272,10 @@ def test_rotation_is_kept(tmp_path: Path) -> None:
 
 def test_writer_yuv_planes_and_hevc(tmp_path: Path) -> None:
     out = tmp_path / "hevc.mp4"
-    y = np.tile(np.arange(64, dtype=np.uint8) * 3, (48, 1))
-    u = np.full((24, 32), 100, np.uint8)
+    y = np.tile(np.arange(64, dtype=np.uint8) * 3, (64, 1))
+    u = np.full((32, 32), 100, np.uint8)
     with VideoWriter(
-        out, width=64, height=48, fps=Fraction(25), codec="libx265", preset="ultrafast"
+        out, width=64, height=64, fps=Fraction(25), codec="libx265", preset="ultrafast"
     ) as writer:
         for _ in range(3):
             writer.write_yuv(y, u, u)
@@ -284,6 +284,17 @@ def test_writer_yuv_planes_and_hevc(tmp_path: Path) -> None:
     info = probe(out)
     assert info.video_codec == "hevc" and info.frame_count == 3
     assert psnr(read_frames(out, fmt="gray")[1].array, y) > 35
+
+
+def test_writer_refuses_hevc_frames_under_one_coding_tree_unit(tmp_path: Path) -> None:
+    # the bundled libx265 corrupts the heap (the process aborts) on such frames: refused before it opens
+    with pytest.raises(UnsupportedMediaError, match="libx265 needs frames of at least 64x64, got 48x64"):
+        VideoWriter(tmp_path / "small.mp4", width=48, height=64, fps=25, codec="libx265")
+    with pytest.raises(UnsupportedMediaError, match="got 160x40"):
+        transcode(make_test_clip(tmp_path / "wide.mp4", width=160, height=40, frames=3), tmp_path / "h.mp4",
+                  codec="libx265", preset="ultrafast")
+    assert not (tmp_path / "small.mp4").exists() and not (tmp_path / "h.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.mp4"]
 
 
 def test_writer_transcodes_audio_the_container_cannot_hold(tmp_path: Path) -> None:
