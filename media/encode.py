@@ -124,7 +124,9 @@ class VideoWriter:
 
     Encodes are not bit-reproducible: the bundled libx264's mb-tree rate control reads memory that
     earlier encodes in the process left behind (identical, single-threaded encodes of one clip differ;
-    with MALLOC_PERTURB_ set they do not), so compare decoded quality, never bytes.
+    with MALLOC_PERTURB_ set they do not), so compare decoded quality, never bytes. H.265 needs frames of
+    at least `X265_MIN_SIDE` a side, and a clip of one or two frames may fail to finish (`MediaError`):
+    the bundled libx265 now and then leaves such a clip's decode timestamp uninitialised.
     """
 
     def __init__(
