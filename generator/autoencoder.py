@@ -46,6 +46,8 @@ class AutoencoderConfig:
     time_down: tuple[bool, ...] = (True, True, False)  # halve time between level i and i+1
     space_down: tuple[bool, ...] = (True, True, True)  # halve height and width between levels
     blocks_per_level: int = 1
+    decoder_extra_blocks: int = 0  # more residual blocks per decoder level, kept apart (`Decoder.extra`) so a
+    # trained autoencoder's weights load into a deeper decoder, whose new blocks start as the identity
     shortcuts: bool = False  # parameter-free space/time-to-channel residuals around every resampling (DC-AE)
     scaling_factor: float = 1.0  # latents are (z - shift) * scale for the DiT (set after training)
     shift_factor: float = 0.0
@@ -268,15 +270,35 @@ class Decoder(nn.Module):
             if i > 0:
                 layers.append(Upsample(chans[i], chans[i - 1], c.time_down[i - 1], c.space_down[i - 1], c.shortcuts))
         self.layers = nn.Sequential(*layers)
+        # extra[j] runs after the blocks of the j-th level from the top (before its upsampling)
+        self.extra = nn.ModuleList(
+            nn.Sequential(*[ResBlock(chans[i], chans[i]) for _ in range(c.decoder_extra_blocks)])
+            for i in reversed(range(len(chans)))
+        ) if c.decoder_extra_blocks else None
+        self._level_ends = [1 + c.blocks_per_level + j * (c.blocks_per_level + 1) for j in range(len(chans))]
         self.norm_out = _norm(chans[0])
         self.conv_out = CausalConv3d(chans[0], c.in_channels)
         self.top_channels, self.shortcut = chans[-1], c.shortcuts
+
+    def identity_extra(self) -> None:
+        """Zero the last convolution of every extra block, so each starts as the identity (a grown decoder
+        then decodes exactly as the one it was grown from)."""
+        for block in self.extra.modules() if self.extra is not None else ():
+            if isinstance(block, ResBlock):
+                nn.init.zeros_(block.conv2.conv.weight)
+                nn.init.zeros_(block.conv2.conv.bias)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.conv_in(z)  # (B, C_top, 1 + k, h, w)
         if self.shortcut:
             h = h + _fit_channels(z, self.top_channels)
-        h = self.layers(h)  # (B, C_0, 1 + f*k, H, W)
+        if self.extra is None:
+            h = self.layers(h)  # (B, C_0, 1 + f*k, H, W)
+        else:
+            start = 0
+            for end, extra in zip(self._level_ends, self.extra, strict=True):
+                h = extra(self.layers[start:end](h))
+                start = end
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, 1 + f*k, H, W)
 
 

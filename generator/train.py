@@ -432,10 +432,17 @@ def _init_from(model: nn.Module, path: Path, kind: str) -> None:
     if path.is_dir():
         path = path / f"{kind}.safetensors"
     trained = load_component(path, kind)
-    if trained.config.to_dict() | {"scaling_factor": 0, "shift_factor": 0} != \
-            model.config.to_dict() | {"scaling_factor": 0, "shift_factor": 0}:
+    # the same network, or (an autoencoder) the same with extra decoder blocks, grown as the identity
+    same = {"scaling_factor": 0, "shift_factor": 0, "decoder_extra_blocks": 0}
+    grown_from = getattr(trained.config, "decoder_extra_blocks", 0)
+    if trained.config.to_dict() | same != model.config.to_dict() | same or \
+            grown_from not in (0, getattr(model.config, "decoder_extra_blocks", 0)):
         raise TrainError(f"{path} holds a different {kind} ({trained.config.to_dict()}) than this run configures")
-    model.load_state_dict(trained.state_dict())
+    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("decoder.extra.") for k in missing):
+        raise TrainError(f"{path} does not fit this run's {kind}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if missing:
+        model.decoder.identity_extra()
     if isinstance(model, VideoAutoencoder):  # keep the measured latent normalisation until it is re-measured
         model.config.scaling_factor, model.config.shift_factor = (trained.config.scaling_factor,
                                                                   trained.config.shift_factor)

@@ -94,6 +94,19 @@ def test_chunked_coding_equals_whole_clip(chunk, shortcuts, time_down):
     assert video.shape == x.shape
 
 
+def test_extra_decoder_blocks_code_in_chunks_and_start_as_the_identity_when_zeroed():
+    ae = small_ae(shortcuts=True)
+    grown = VideoAutoencoder(AutoencoderConfig.from_dict({**ae.config.to_dict(), "decoder_extra_blocks": 2})).eval()
+    missing, unexpected = grown.load_state_dict(ae.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("decoder.extra.") for k in missing)
+    z = torch.randn(1, ae.config.latent_channels, 4, 2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.decode(z, chunk_latents=1), grown.decode(z), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(grown.decode(z), ae.decode(z))  # random extra blocks change the output
+        grown.decoder.identity_extra()
+        torch.testing.assert_close(grown.decode(z), ae.decode(z))
+
+
 def test_lengths_that_do_not_fit_are_padded_then_cropped():
     ae = small_ae()
     x = torch.randn(1, 3, 7, 8, 8)

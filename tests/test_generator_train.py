@@ -384,6 +384,34 @@ def test_a_new_stage_starts_from_exported_weights(tmp_path: Path, smoke_autoenco
     assert (tmp_path / "stage2" / "autoencoder.safetensors").is_file()
 
 
+def test_a_decoder_grows_extra_blocks_from_exported_weights_and_trains_them(tmp_path: Path,
+                                                                             smoke_autoencoder: Path,
+                                                                             one_torch_thread: None) -> None:
+    from generator.checkpoint import load_component
+    from generator.train import _build, _init_from
+
+    before = load_component(smoke_autoencoder, "autoencoder")
+    cfg, _ = load_config("smoke-ae", {"init": str(smoke_autoencoder), "train_part": "decoder", "steps": 3,
+                                      "frames": 9, "lr": 1e-2, "sample_every": 100,
+                                      "model": {**before.config.to_dict(), "decoder_extra_blocks": 1,
+                                                "scaling_factor": 1.0, "shift_factor": 0.0}})
+    grown, _, _ = _build(cfg, None, torch.device("cpu"))
+    _init_from(grown, smoke_autoencoder, "autoencoder")
+    x = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    with torch.no_grad():  # the new blocks start as the identity: the same decoder as before
+        z = before.encode(x).mean
+        torch.testing.assert_close(grown.eval().decode(z, frames=9), before.decode(z, frames=9))
+    after = load_component(train(cfg, tmp_path / "grown", progress=False), "autoencoder")
+    assert after.config.decoder_extra_blocks == 1
+    extra = {k: v for k, v in after.state_dict().items() if k.startswith("decoder.extra.")}
+    assert extra and any(v.abs().sum() > 0 for k, v in extra.items() if ".conv2." in k)  # and they learned
+    old = before.state_dict()
+    assert all(torch.equal(old[k], after.state_dict()[k]) for k in old if k.startswith("encoder."))
+    # a grown decoder does not load back into the smaller one, nor another network into it
+    with pytest.raises(TrainError, match="different autoencoder"):
+        _init_from(before, tmp_path / "grown" / "autoencoder.safetensors", "autoencoder")
+
+
 def test_decoder_only_training_keeps_the_encoder_and_its_latent_normalisation(tmp_path: Path,
                                                                               smoke_autoencoder: Path,
                                                                               one_torch_thread: None) -> None:
