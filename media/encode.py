@@ -42,6 +42,7 @@ _CODECS = ("libx264", "libx265")
 # under one 64 px coding tree unit a side (seen at 40x40, 48x48 and 48x64 within a few dozen clips), so
 # smaller H.265 frames are refused before the encoder opens.
 X265_MIN_SIDE = 64
+_FRAMES_APART = 1 << 16  # a packet's pts and dts (in frames) are never this far apart but when dts is garbage
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -125,8 +126,7 @@ class VideoWriter:
     Encodes are not bit-reproducible: the bundled libx264's mb-tree rate control reads memory that
     earlier encodes in the process left behind (identical, single-threaded encodes of one clip differ;
     with MALLOC_PERTURB_ set they do not), so compare decoded quality, never bytes. H.265 needs frames of
-    at least `X265_MIN_SIDE` a side, and a clip of one or two frames may fail to finish (`MediaError`):
-    the bundled libx265 now and then leaves such a clip's decode timestamp uninitialised.
+    at least `X265_MIN_SIDE` a side.
     """
 
     def __init__(
@@ -215,7 +215,7 @@ class VideoWriter:
         if self.frames_written == 0:
             raise MediaError(f"no frames were written to {self.out_path.name}")
         try:
-            self._output.mux(self._stream.encode(None))
+            self._mux(self._stream.encode(None))
             if self._audio is not None:
                 self._audio.finish()
             self._output.close()
@@ -248,7 +248,7 @@ class VideoWriter:
         frame.pts, frame.time_base = self.frames_written, 1 / self.fps
         frame.pict_type = PictureType.NONE  # let the encoder place keyframes, not the source's GOP
         try:
-            self._output.mux(self._stream.encode(frame))
+            self._mux(self._stream.encode(frame))
             if self._audio is not None:
                 self._audio.feed(float((self.frames_written + 1) / self.fps))
         except av.FFmpegError as exc:
@@ -256,6 +256,13 @@ class VideoWriter:
                 f"could not write frame {self.frames_written} of {self.out_path.name}: {exc}"
             ) from exc
         self.frames_written += 1
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        if self._codec == "libx265":  # the bundled libx265 leaves a short clip's decode timestamps unset
+            for packet in packets:  # (garbage like -2**32): such a clip has no reordering, so dts = pts
+                if packet.pts is not None and packet.dts is not None and abs(packet.pts - packet.dts) > _FRAMES_APART:
+                    packet.dts = packet.pts
+        self._output.mux(packets)
 
     def _checked(self, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """`array` cropped to `shape`; it may be up to one pixel larger (the odd size given)."""

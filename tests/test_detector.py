@@ -126,7 +126,6 @@ def test_augment_keeps_uint8_rgb_and_is_seeded() -> None:
     assert a.dtype == np.uint8 and a.ndim == 3 and np.array_equal(a, b) and a.shape[0] < 80
 
 
-
 def test_real_codec_augmentation_round_trips_and_keeps_small_crops_off_libx265() -> None:
     smooth = cv2.GaussianBlur(np.random.default_rng(1).uniform(0, 255, (64, 64, 3)).astype(np.float32), (0, 0), 4)
     smooth = smooth.astype(np.uint8)
@@ -138,6 +137,7 @@ def test_real_codec_augmentation_round_trips_and_keeps_small_crops_off_libx265()
     rng = np.random.default_rng(0)
     for _ in range(12):
         assert augment(smooth[:48, :48], rng, cfg).shape == (48, 48, 3)
+
 
 # --- calibration --------------------------------------------------------------------------------
 
