@@ -434,14 +434,12 @@ def _init_from(model: nn.Module, path: Path, kind: str) -> None:
     trained = load_component(path, kind)
     # the same network, or (an autoencoder) the same with extra decoder blocks, grown as the identity
     same = {"scaling_factor": 0, "shift_factor": 0, "decoder_extra_blocks": 0}
-    grown_from = getattr(trained.config, "decoder_extra_blocks", 0)
-    if trained.config.to_dict() | same != model.config.to_dict() | same or \
-            grown_from not in (0, getattr(model.config, "decoder_extra_blocks", 0)):
+    extra_had, extra_wanted = (getattr(c.config, "decoder_extra_blocks", 0) for c in (trained, model))
+    if trained.config.to_dict() | same != model.config.to_dict() | same or extra_had not in (0, extra_wanted):
         raise TrainError(f"{path} holds a different {kind} ({trained.config.to_dict()}) than this run configures")
-    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("decoder.extra.") for k in missing):
-        raise TrainError(f"{path} does not fit this run's {kind}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    if missing:
+    grows = extra_wanted > extra_had  # from none: the configs are otherwise equal, so only those blocks are new
+    model.load_state_dict(trained.state_dict(), strict=not grows)
+    if grows:
         model.decoder.identity_extra()
     if isinstance(model, VideoAutoencoder):  # keep the measured latent normalisation until it is re-measured
         model.config.scaling_factor, model.config.shift_factor = (trained.config.scaling_factor,
