@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from .residual import residual
 
-INPUT_MODES = ("residual", "residual+rgb")
+INPUT_MODES = ("residual", "residual+rgb", "residual|rgb")
 CONFIG_VERSION = 1
 
 
@@ -29,7 +29,9 @@ class DetectorConfig:
     """Backbone and input contract; stored beside the weights as a plain dict (see `detector.checkpoint`).
 
     ``input``: "residual" feeds the 3-channel residual only (the shortcut-resistant default: colour
-    and content mostly cancel), "residual+rgb" adds the normalised RGB crop (6 channels).
+    and content mostly cancel), "residual+rgb" adds the normalised RGB crop (6 channels, one stem),
+    "residual|rgb" gives each its own backbone of the same kind, their feature maps joined (two
+    branches: a trained residual model grows into one with its RGB half starting unused).
     ``residual_std`` rescales residuals (in [0, 1] pixel units) to unit-ish variance, as ``rgb_mean``/
     ``rgb_std`` do for the RGB channels. ``frames`` and ``crops_per_frame`` are the sampler's defaults
     at inference; training draws its own. ``min_crop``: a frame whose shorter side is under ``crop``
@@ -78,7 +80,12 @@ class DetectorConfig:
 
     @property
     def in_chans(self) -> int:
+        """Channels of the forensic tensor (`ForensicInput`'s output)."""
         return 3 if self.input == "residual" else 6
+
+    @property
+    def two_branch(self) -> bool:
+        return self.input == "residual|rgb"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,29 +156,40 @@ class ForensicDetector(nn.Module):
         self.cfg = cfg
         self.input = ForensicInput(cfg)
         # num_classes=0 and global_pool="" leave forward_features' spatial map as the output we use.
+        stem_chans = 3 if cfg.two_branch else cfg.in_chans
         self.backbone = timm.create_model(
-            cfg.backbone, pretrained=False, num_classes=0, global_pool="", in_chans=cfg.in_chans,
+            cfg.backbone, pretrained=False, num_classes=0, global_pool="", in_chans=stem_chans,
             **cfg.backbone_kwargs,
         )
+        self.rgb_backbone = timm.create_model(
+            cfg.backbone, pretrained=False, num_classes=0, global_pool="", in_chans=3, **cfg.backbone_kwargs,
+        ) if cfg.two_branch else None
         dim = self._feature_dim()
         self.patch_head = nn.Conv2d(dim, 1, kernel_size=1)
         self.pool = AttentionPool(dim, cfg.attention_dim)
 
     def _feature_dim(self) -> int:
-        """Channels of the backbone's feature map, found by a dry run (timm's attributes vary by family)."""
-        was_training = self.backbone.training
-        self.backbone.eval()
+        """Channels of the joined feature map, found by a dry run (timm's attributes vary by family)."""
+        was_training = self.training
+        self.eval()
         with torch.no_grad():
-            dim = self.backbone.forward_features(torch.zeros(1, self.cfg.in_chans, 64, 64)).shape[1]
-        self.backbone.train(was_training)
+            dim = self.features(torch.zeros(1, self.cfg.in_chans, 64, 64)).shape[1]
+        self.train(was_training)
         return int(dim)
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) forensic tensor -> (N, D, h, w) feature map; two branches: residual features first."""
+        if self.rgb_backbone is None:
+            return self.backbone.forward_features(z)
+        return torch.cat([self.backbone.forward_features(z[:, :3]),
+                          self.rgb_backbone.forward_features(z[:, 3:])], dim=1)  # (N, D_res + D_rgb, h, w)
 
     def forward(self, x: torch.Tensor) -> DetectorOutput:
         if x.ndim != 6 or x.shape[3] != 3:
             raise ValueError(f"expected crops of shape (B, T, K, 3, S, S), got {tuple(x.shape)}")
         b, t, k = x.shape[:3]
         z = self.input(x.flatten(0, 2))  # (N, C, S, S), N = B*T*K
-        f = self.backbone.forward_features(z)  # (N, D, h, w)
+        f = self.features(z)  # (N, D, h, w)
         patch = self.patch_head(f)  # (N, 1, h, w)
         crop_logits = patch.mean(dim=(1, 2, 3)).view(b, t, k)  # (B, T, K)
         frame_features = f.mean(dim=(2, 3)).view(b, t, k, -1).mean(dim=2)  # (B, T, D)
@@ -201,6 +219,11 @@ def Forensic_MNv3S_RGB(**kw: Any) -> DetectorConfig:
     return Forensic_MNv3S(**{"input": "residual+rgb", **kw})
 
 
+def Forensic_MNv3S_2B(**kw: Any) -> DetectorConfig:
+    """Two mobilenetv3_small_050 branches (~1.1M parameters): the default's residual one and an RGB one."""
+    return Forensic_MNv3S(**{"input": "residual|rgb", **kw})
+
+
 def Forensic_LCNet(**kw: Any) -> DetectorConfig:
     return DetectorConfig(backbone="lcnet_035", **kw)
 
@@ -224,6 +247,7 @@ def Forensic_EfficientNetB0(**kw: Any) -> DetectorConfig:
 DETECTOR_MODELS = {
     "mnv3s-050": Forensic_MNv3S,
     "mnv3s-050-rgb": Forensic_MNv3S_RGB,
+    "mnv3s-050-2b": Forensic_MNv3S_2B,
     "lcnet-035": Forensic_LCNet,
     "resnet10t": Forensic_ResNet10T,
     "regnetx-002": Forensic_RegNetX,

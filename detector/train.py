@@ -164,6 +164,31 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) ->
     opt.load_state_dict(sd)
 
 
+def init_from(model: ForensicDetector, path: str | os.PathLike[str]) -> None:
+    """Load a trained checkpoint into a fresh run's ``model``: one of the same network, or a residual-only
+    model grown into a two-branch one (``residual|rgb``, same backbone). Growing, the source becomes the
+    residual branch and the RGB branch starts untrained with zero weight wherever the joined features are
+    read (patch head, frame attention), so the grown model scores exactly as the source until it trains."""
+    src, cfg = DetectorConfig.from_dict(read_metadata(path)["config"]), model.cfg
+    grows = src.input == "residual" and cfg.two_branch
+    # what the weights mean must match; the sampler's and the scope's fields (crop, frames, min_crop) may change
+    meaning = ("backbone", "backbone_kwargs", "attention_dim", "residual_factor", "residual_std", "rgb_mean", "rgb_std")
+    if any(getattr(src, f) != getattr(cfg, f) for f in meaning) or (src.input != cfg.input and not grows):
+        raise ValueError(f"{Path(path).name} holds a {src.input} {src.backbone} detector that cannot start "
+                         f"this run's {cfg.input} {cfg.backbone} one")
+    state = model.state_dict()
+    for key, value in load_tensors(path, "model.").items():
+        target = state.get(key)
+        if target is None or (value.shape != target.shape and not (
+                grows and value.shape[:1] + value.shape[2:] == target.shape[:1] + target.shape[2:])):
+            raise ValueError(f"{Path(path).name} does not match its config at {key}")
+        if value.shape != target.shape:  # reads the joined features: the source's columns, then zeros
+            value = torch.cat([value, value.new_zeros((value.shape[0], target.shape[1] - value.shape[1],
+                                                       *value.shape[2:]))], dim=1)
+        state[key] = value
+    model.load_state_dict(state)
+
+
 CALIBRATION_VARIANTS = (
     lambda rgb: jpeg(rgb, jpeg_quality_for_crf(32)),
     lambda rgb: cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA),
@@ -189,6 +214,7 @@ def train_detector(
     model_id: str | None = None,
     threads: int | None = None,
     small_crop_p: float = 0.25,
+    init: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train on the ``train`` split (or everything, for data without splits), calibrate on ``val``.
 
@@ -201,6 +227,7 @@ def train_detector(
     CPU one thread was 8x faster per step than two (OpenMP threads waiting on each other). With the
     config's ``min_crop`` set, ``small_crop_p`` of the batches use a crop side drawn from ``min_crop``
     up to ``crop`` in steps of 8, so small frames are scored by a model that saw such crops.
+    ``init``: a trained checkpoint to start from (see `init_from`; AdamW and the schedule start anew).
     Returns the training summary (also in ``out_dir/train.json``).
     """
     if threads is not None:
@@ -221,6 +248,8 @@ def train_detector(
     val_items = [i for i in items if i.split == "val" and i.family not in held_out]
     torch.manual_seed(seed)
     model: ForensicDetector = build_model(cfg, device)
+    if init is not None:
+        init_from(model, init)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     start_step, history = 0, []
     last = out / "last.safetensors"
@@ -237,7 +266,8 @@ def train_detector(
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "held_out": list(held_out),
               "augment": (augment_cfg or AugmentConfig()).__dict__, "world_size": world,
               "small_crop_p": small_crop_p if cfg.min_crop is not None else 0.0,
-              "train_items": len(train_items), "val_items": len(val_items)}
+              "train_items": len(train_items), "val_items": len(val_items),
+              "init": read_metadata(init)["model_id"] if init is not None else None}
     model.train()
     while step < steps:
         if max_minutes is not None and time.monotonic() - began > max_minutes * 60:

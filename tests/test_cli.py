@@ -240,6 +240,17 @@ def test_train_detector_takes_the_recipe_options(tmp_path: Path) -> None:
     summary = json.loads(r.stdout)
     assert summary["model_id"] == "cli-test" and summary["steps_done"] == 2
     assert (summary["recipe"]["batch_size"], summary["recipe"]["lr"], summary["recipe"]["seed"]) == (2, 1e-4, 3)
+    # a trained residual model starts a two-branch run; a file that is no detector is one line, exit 2
+    r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "grown"),
+            "--steps", "1", "--batch-size", "2", "--threads", "1", "--model", "mnv3s-050-2b",
+            "--init", str(tmp_path / "out" / "detector.safetensors"))
+    assert r.returncode == 0, r.stderr
+    grown = json.loads(r.stdout)
+    assert grown["recipe"]["init"] == "cli-test" and grown["config"]["input"] == "residual|rgb"
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "junk"),
+            "--steps", "1", "--init", str(tmp_path / "junk.safetensors"))
+    assert r.returncode == 2 and "junk.safetensors" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_generate_queues_by_default_and_checks_local_only_options(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from detector.evaluate import score_frames
 from detector.model import DetectorConfig
 from detector.sampling import grid_positions, plan_frames
 from detector.signals import Signal
-from detector.train import _batch_side, train_detector
+from detector.train import _batch_side, init_from, train_detector
 from detector.verdict import LABELS, verdict
 from generator.evaluate import psnr
 from media import write_image
@@ -64,6 +64,29 @@ def test_rgb_variant_takes_six_channels() -> None:
     assert cfg.in_chans == 6
     z = build_model(cfg, device="cpu").input(torch.rand(2, 3, 32, 32))
     assert z.shape == (2, 6, 32, 32)
+
+
+def test_a_residual_model_grows_into_two_branches_scoring_as_before(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = build_model(config_for("mnv3s-050", crop=32), device="cpu").eval()
+    path = save_checkpoint(tmp_path / "r.safetensors", source, model_id="r")
+    grown = build_model(config_for("mnv3s-050-2b", crop=32), device="cpu")
+    init_from(grown, path)
+    grown.eval()
+    x = torch.rand(1, 2, 2, 3, 32, 32)
+    with torch.no_grad():
+        before, after = source(x), grown(x)
+    # step 0 scores exactly as the source (the RGB half is read with zero weight), yet that half is live
+    assert torch.equal(before.patch_logits, after.patch_logits) and torch.equal(before.clip_logits, after.clip_logits)
+    assert grown.rgb_backbone is not None and grown.patch_head.weight.shape[1] == 2 * source.patch_head.weight.shape[1]
+    assert grown.patch_head.weight[0, source.patch_head.weight.shape[1]:].abs().sum() == 0
+    # the reverse, another backbone, another residual: refused
+    for cfg in (config_for("mnv3s-050", crop=32), config_for("lcnet-035", input="residual|rgb", crop=32),
+                config_for("mnv3s-050-2b", crop=32, residual_factor=4)):
+        with pytest.raises(ValueError, match="cannot start"):
+            init_from(build_model(cfg, device="cpu"),
+                      save_checkpoint(tmp_path / "g.safetensors", grown, model_id="g") if cfg.input == "residual"
+                      else path)
 
 
 def test_checkpoint_round_trip_keeps_config_and_calibration(tmp_path: Path) -> None:
