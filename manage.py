@@ -351,9 +351,12 @@ def train() -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.safetensors.")
 @click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from a trained detector.safetensors (same model, or a residual one for mnv3s-050-2b).")
+@click.option("--freeze-residual", is_flag=True,
+              help="With --init into mnv3s-050-2b: keep the residual branch as loaded, train the RGB one.")
 def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, held_out: tuple[str, ...],
                        target_fpr: float, batch_size: int, lr: float, seed: int, model_id: str | None,
-                       threads: int | None, max_minutes: float | None, resume: bool, init: Path | None) -> None:
+                       threads: int | None, max_minutes: float | None, resume: bool, init: Path | None,
+                       freeze_residual: bool) -> None:
     """Train the AI-origin detector (augmented, class-balanced, calibrated on held-out reals)."""
     from detector import DETECTOR_MODELS, train_detector
 
@@ -363,7 +366,8 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
     try:
         summary = train_detector(data, out, steps=steps, held_out=held_out, target_fpr=target_fpr,
                                  batch_size=batch_size, lr=lr, seed=seed, model_id=model_id, threads=threads,
-                                 max_minutes=max_minutes, resume=resume, init=init, **kwargs)
+                                 max_minutes=max_minutes, resume=resume, init=init,
+                                 freeze_residual=freeze_residual, **kwargs)
     except ValueError as exc:  # unusable data: the message says what is missing
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary, indent=2, default=str))

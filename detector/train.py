@@ -189,6 +189,23 @@ def init_from(model: ForensicDetector, path: str | os.PathLike[str]) -> None:
     model.load_state_dict(state)
 
 
+class ResidualFreeze:
+    """Holds a two-branch model's residual half as loaded: the residual backbone gets no gradient, and the
+    columns of the patch head and the frame attention that read residual features are written back after
+    every optimiser step (AdamW's weight decay would move them even without a gradient)."""
+
+    def __init__(self, model: ForensicDetector) -> None:
+        model.backbone.requires_grad_(False)
+        dim = model.patch_head.weight.shape[1] // 2  # both branches are the same backbone: residual first
+        self.kept = [(w, w.detach()[:, :dim].clone()) for w in
+                     (model.patch_head.weight, model.pool.value.weight, model.pool.gate.weight)]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for weight, columns in self.kept:
+            weight[:, : columns.shape[1]].copy_(columns)
+
+
 CALIBRATION_VARIANTS = (
     lambda rgb: jpeg(rgb, jpeg_quality_for_crf(32)),
     lambda rgb: cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA),
@@ -215,6 +232,7 @@ def train_detector(
     threads: int | None = None,
     small_crop_p: float = 0.25,
     init: str | os.PathLike[str] | None = None,
+    freeze_residual: bool = False,
 ) -> dict[str, Any]:
     """Train on the ``train`` split (or everything, for data without splits), calibrate on ``val``.
 
@@ -228,6 +246,9 @@ def train_detector(
     config's ``min_crop`` set, ``small_crop_p`` of the batches use a crop side drawn from ``min_crop``
     up to ``crop`` in steps of 8, so small frames are scored by a model that saw such crops.
     ``init``: a trained checkpoint to start from (see `init_from`; AdamW and the schedule start anew).
+    ``freeze_residual`` (two-branch models grown from a residual one): the residual branch and the weights
+    that read its features stay as loaded, so the RGB branch trains as a correction added to the source
+    model's scores.
     Returns the training summary (also in ``out_dir/train.json``).
     """
     if threads is not None:
@@ -250,6 +271,9 @@ def train_detector(
     model: ForensicDetector = build_model(cfg, device)
     if init is not None:
         init_from(model, init)
+    if freeze_residual and (init is None or not cfg.two_branch):
+        raise ValueError("freeze_residual needs a two-branch model (mnv3s-050-2b) started from a trained one (init)")
+    keep_residual = ResidualFreeze(model) if freeze_residual else None
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     start_step, history = 0, []
     last = out / "last.safetensors"
@@ -267,8 +291,11 @@ def train_detector(
               "augment": (augment_cfg or AugmentConfig()).__dict__, "world_size": world,
               "small_crop_p": small_crop_p if cfg.min_crop is not None else 0.0,
               "train_items": len(train_items), "val_items": len(val_items),
-              "init": read_metadata(init)["model_id"] if init is not None else None}
+              "init": read_metadata(init)["model_id"] if init is not None else None,
+              "freeze_residual": freeze_residual}
     model.train()
+    if keep_residual is not None:
+        model.backbone.eval()  # frozen: its batch-norm statistics stay the source's too
     while step < steps:
         if max_minutes is not None and time.monotonic() - began > max_minutes * 60:
             log.info("stopping at step %d: %.1f minute budget reached", step, max_minutes)
@@ -282,6 +309,8 @@ def train_detector(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if keep_residual is not None:
+            keep_residual.restore()
         step += 1
         history.append([step, round(loss.item(), 5)])
         if step % 10 == 0:

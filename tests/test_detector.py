@@ -343,6 +343,26 @@ def test_a_few_training_steps_reduce_loss_and_resume(tmp_path: Path) -> None:
     assert resumed["steps_done"] == 26
 
 
+def test_a_frozen_residual_half_stays_as_loaded_while_the_rgb_branch_trains(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path / "data")
+    off = AugmentConfig(p_resize=0, p_blur=0, p_noise=0, p_compress=0)
+    train_detector(data, tmp_path / "r", config=config_for("mnv3s-050", crop=32), steps=3, batch_size=4,
+                   augment_cfg=off)
+    source = load_checkpoint(tmp_path / "r" / "detector.safetensors").model.state_dict()
+    summary = train_detector(data, tmp_path / "g", config=config_for("mnv3s-050-2b", crop=32), steps=4,
+                             batch_size=4, lr=1e-2, augment_cfg=off, init=tmp_path / "r" / "detector.safetensors",
+                             freeze_residual=True)
+    grown = load_checkpoint(tmp_path / "g" / "detector.safetensors").model.state_dict()
+    assert summary["recipe"]["freeze_residual"] is True
+    for key, value in source.items():  # backbone weights and batch-norm statistics, the readout columns
+        kept = grown[key][:, : value.shape[1]] if grown[key].shape != value.shape else grown[key]
+        assert torch.equal(kept, value) or not key.startswith(("backbone.", "patch_head.weight", "pool.value.weight",
+                                                                 "pool.gate.weight")), key
+    assert grown["patch_head.weight"][0, source["patch_head.weight"].shape[1]:].abs().sum() > 0  # RGB is read now
+    with pytest.raises(ValueError, match="freeze_residual needs"):
+        train_detector(data, tmp_path / "x", config=config_for("mnv3s-050", crop=32), steps=1, freeze_residual=True)
+
+
 def test_some_training_batches_use_crops_down_to_min_crop() -> None:
     rng = np.random.default_rng(0)
     cfg = config_for("mnv3s-050")
