@@ -263,6 +263,8 @@ def train_detector(
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
         else default_device()
     cfg = config_for(config) if isinstance(config, str) else config
+    if freeze_residual and (init is None or not cfg.two_branch):
+        raise ValueError("freeze_residual needs a two-branch model (mnv3s-050-2b) started from a trained one (init)")
     items = read_items(data_dir)
     has_splits = any(i.split != "all" for i in items)
     train_items = [i for i in items if (i.split == "train" or not has_splits) and i.family not in held_out]
@@ -271,8 +273,6 @@ def train_detector(
     model: ForensicDetector = build_model(cfg, device)
     if init is not None:
         init_from(model, init)
-    if freeze_residual and (init is None or not cfg.two_branch):
-        raise ValueError("freeze_residual needs a two-branch model (mnv3s-050-2b) started from a trained one (init)")
     keep_residual = ResidualFreeze(model) if freeze_residual else None
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     start_step, history = 0, []
