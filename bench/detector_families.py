@@ -24,39 +24,25 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detector.checkpoint import load_checkpoint  # noqa: E402
-from detector.evaluate import CONDITIONS, roc_auc, score_items  # noqa: E402
-from detector.train import read_items  # noqa: E402
+from detector.evaluate import evaluate_detector  # noqa: E402
 
 SPLITS = ("val", "test")
 
 
 def family_aucs(weights: Path, kit: Path) -> dict[str, dict[str, dict[str, float | None]]]:
-    """{split: {condition: {"in-dist": auc, family: auc, ...}}} for one checkpoint."""
-    loaded = load_checkpoint(weights)
-    held_out = set((loaded.meta.get("recipe") or {}).get("held_out", []))
-    items = read_items(kit)
+    """{split: {condition: {"in-dist": auc, family: auc, ...}}} for one checkpoint, from the benchmark's own
+    scoring (`evaluate_detector`)."""
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for split in SPLITS:
-        chosen = [i for i in items if i.split == split]
-        labels = np.array([i.label for i in chosen])
-        families = np.array([i.family if i.label else "" for i in chosen])
-        out[split] = {}
-        for name, condition in CONDITIONS.items():
-            logits = score_items(loaded.model, chosen, condition=condition)
-            keep = ~np.isnan(logits)
-            seen = (labels == 0) | ~np.isin(families, list(held_out))
-            row = {"in-dist": roc_auc(labels[keep & seen], logits[keep & seen])}
-            for family in sorted(set(families[labels == 1])):
-                pick = keep & ((labels == 0) | (families == family))
-                row[family + (" (held out)" if family in held_out else "")] = roc_auc(labels[pick], logits[pick])
-            out[split][name] = row
+        report = evaluate_detector(kit, weights, split=split)
+        out[split] = {name: {"in-dist": result["in_distribution"]["auc"], **{
+            family + (" (held out)" if family in report["held_out"] else ""): metrics["auc"]
+            for family, metrics in result["per_family"].items()}} for name, result in report["conditions"].items()}
     return out
 
 

@@ -109,8 +109,9 @@ def evaluate_detector(
     """Metrics of ``checkpoint`` on the ``split`` items of ``data_dir`` (all items when it has no splits).
 
     Returns ``{"model_id", "threshold_logit", "target_fpr", "held_out", "n_items", "conditions": {name:
-    {"in_distribution": metrics, "unseen": {family: metrics}, "per_source": {source: metrics}}}}``; per
-    source, real sources report their FPR and AI sources their TPR at the operating threshold.
+    {"in_distribution": metrics, "unseen": {family: metrics}, "per_family": {family: metrics}, "per_source":
+    {source: metrics}}}}``; per family, each AI family against all the reals; per source, real sources report
+    their FPR and AI sources their TPR at the operating threshold.
     """
     loaded = load_checkpoint(checkpoint)
     held_out = list((loaded.meta.get("recipe") or {}).get("held_out", []))
@@ -128,10 +129,12 @@ def evaluate_detector(
         logits = score_items(loaded.model, items, max_crops=max_crops, condition=CONDITIONS[name])
         seen = np.array([i.label == 0 or i.family not in held_out for i in items])
         result: dict[str, Any] = {"in_distribution": binary_metrics(labels[seen], logits[seen], threshold),
-                                  "unseen": {}, "per_source": {}}
-        for family in held_out:
+                                  "unseen": {}, "per_family": {}, "per_source": {}}
+        for family in sorted({i.family for i in items if i.label == 1}):
             pick = np.array([i.label == 0 or i.family == family for i in items])
-            result["unseen"][family] = binary_metrics(labels[pick], logits[pick], threshold)
+            result["per_family"][family] = binary_metrics(labels[pick], logits[pick], threshold)
+            if family in held_out:
+                result["unseen"][family] = result["per_family"][family]
         for source in sorted({i.source for i in items}):
             pick = np.array([i.source == source for i in items])
             result["per_source"][source] = binary_metrics(labels[pick], logits[pick], threshold)
