@@ -334,8 +334,9 @@ def train() -> None:
 
 
 @train.command("detector")
-@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder with real/ and ai/ media, or a kit.csv of path,label[,source,split].")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Folder with a kit.csv or real/ and ai/ media, or a CSV file of path,label[,source,split] "
+                   "(paths relative to it).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (detector.safetensors, last.safetensors for --resume).")
 @click.option("--model", default=None, help="Backbone preset (see detector.DETECTOR_MODELS).")
@@ -509,8 +510,8 @@ def evaluate() -> None:
 
 
 @evaluate.command("detector")
-@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Labelled folder or kit (uses its test split when it has one).")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Labelled folder, kit folder or CSV file (uses its test split when it has one).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=Path("weights/detector/detector.safetensors"), show_default=True)
 def eval_detector_cmd(data: Path, checkpoint: Path) -> None:

@@ -57,6 +57,8 @@ class Item:
 def read_items(data_dir: str | os.PathLike[str]) -> list[Item]:
     """The labelled items of a CSV file, a folder holding ``kit.csv``, or a ``real/``/``ai/`` folder."""
     data = Path(data_dir)
+    if data.is_file() and data.suffix.lower() != ".csv":
+        raise ValueError(f"{data} is neither a folder nor a .csv file")
     csv_path = data if data.suffix.lower() == ".csv" else data / "kit.csv"
     if csv_path.is_file():
         with csv_path.open(newline="") as fh:

@@ -197,6 +197,9 @@ def test_train_detector_on_an_empty_folder_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
     assert r.returncode == 2 and "real/" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "notes.txt").write_text("not a kit")
+    r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "notes.txt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_train_temporal_head_on_a_broken_or_missing_kit_is_exit_2(tmp_path: Path) -> None:
@@ -240,6 +243,13 @@ def test_train_detector_takes_the_recipe_options(tmp_path: Path) -> None:
     summary = json.loads(r.stdout)
     assert summary["model_id"] == "cli-test" and summary["steps_done"] == 2
     assert (summary["recipe"]["batch_size"], summary["recipe"]["lr"], summary["recipe"]["seed"]) == (2, 1e-4, 3)
+    # a CSV file of its own (paths relative to it) is data too, here a subset of the folder
+    (tmp_path / "data" / "subset.csv").write_text("path,label\nreal/0.png,0\nai/1.png,1\n")
+    r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data" / "subset.csv"), "--out",
+            str(tmp_path / "subset"), "--steps", "1", "--batch-size", "2", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    subset = json.loads(r.stdout)["recipe"]
+    assert subset["train_items"] + subset["val_items"] == 2
     # a trained residual model starts a two-branch run; a file that is no detector is one line, exit 2
     r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "grown"),
             "--steps", "1", "--batch-size", "2", "--threads", "1", "--model", "mnv3s-050-2b",
