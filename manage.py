@@ -374,6 +374,33 @@ def train_detector_cmd(data: Path, out: Path, model: str | None, steps: int, hel
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+@train.command("detector-ensemble")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The kit (folder or CSV file) whose val split calibrates the ensemble.")
+@click.option("--member", "members", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A trained detector.safetensors (repeat: two or more, same backbone and input).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The ensemble's detector.safetensors.")
+@click.option("--model-id", required=True, help="Name stored in the checkpoint.")
+@click.option("--target-fpr", type=click.FloatRange(0.0001, 0.5), default=0.01, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+def train_detector_ensemble_cmd(data: Path, members: tuple[Path, ...], out: Path, model_id: str, target_fpr: float,
+                                threads: int | None) -> None:
+    """Join trained frame models into one ensemble (mean of calibrated logits), calibrated on val."""
+    import torch
+
+    from detector import build_ensemble
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        summary = build_ensemble(list(members), data, out, model_id=model_id, target_fpr=target_fpr)
+    except ValueError as exc:  # a member that does not fit, or data without a val split
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
 @train.command("detector-clips")
 @click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The data kit folder with its clip kit (bench/out/detector/kit; `train temporal-head` builds it).")

@@ -691,6 +691,8 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
                    seconds, head, temporal, unseen, beyond, scope, whole) -> None:
     cal = loaded.calibration
     clip_cal = loaded.meta.get("clip_calibration") if cal.qp_bands else None
+    ensemble_of = (loaded.meta.get("recipe") or {}).get("ensemble_of", [])
+    members = f" x {len(ensemble_of)}, an ensemble of {', '.join(ensemble_of)}" if ensemble_of else ""
     weights_name = args.weights.relative_to(ROOT) if args.weights.is_relative_to(ROOT) else args.weights
     lines = [
         "# AI-origin detector benchmark", "",
@@ -700,7 +702,7 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
         f"- Date: {dt.date.today().isoformat()}",
         f"- Machine: {platform.machine()}, 2 CPU cores shared with other work, no GPU, Python "
         f"{platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} thread(s)",
-        f"- Model: `{loaded.model_id}` ({loaded.config.backbone}, input {loaded.config.input}, crop "
+        f"- Model: `{loaded.model_id}` ({loaded.config.backbone}{members}, input {loaded.config.input}, crop "
         f"{loaded.config.crop}, frames down to {loaded.config.smallest_crop} px), weights `{weights_name}`",
         f"- Operating threshold: logit {cal.threshold_logit:.3f} (P(AI) {cal.threshold_probability:.4f}), set for "
         f"{cal.target_fpr:.0%} FPR on {cal.n_real} held-out real items (val split)"

@@ -7,7 +7,8 @@ Public API:
 - `verdict(report, detector_result, signals) -> Verdict` (pure; all evidence -> one label with reasons)
 - `train_detector(...)`, `evaluate_detector(...)` (train/eval on a labelled folder or CSV)
 - `detector.temporal` (the temporal head), `detector.clipkit` and `detector.train_temporal` (its data and fit)
-- `build_model`, `DetectorConfig`, `DETECTOR_MODELS` (the model factory and its registered presets)
+- `build_model`, `DetectorConfig`, `DETECTOR_MODELS` (the model factory and its registered presets);
+  `build_ensemble` (trained checkpoints joined into one `DetectorEnsemble`)
 - `load_checkpoint`, `save_checkpoint`, `Calibration`, `residual`
 """
 
@@ -15,10 +16,18 @@ from .analyse import ClipAnalysis, DetectorReport, DetectorResult, analyse_file,
 from .calibration import Calibration, calibrate, threshold_at_fpr
 from .checkpoint import CheckpointError, LoadedDetector, load_checkpoint, save_checkpoint
 from .evaluate import evaluate_detector
-from .model import DEFAULT_MODEL, DETECTOR_MODELS, DetectorConfig, ForensicDetector, build_model, config_for
+from .model import (
+                    DEFAULT_MODEL,
+                    DETECTOR_MODELS,
+                    DetectorConfig,
+                    DetectorEnsemble,
+                    ForensicDetector,
+                    build_model,
+                    config_for,
+)
 from .residual import residual
 from .signals import Signal, compute_signals
-from .train import train_detector
+from .train import build_ensemble, train_detector
 from .verdict import LABELS, Verdict, verdict
 
 __all__ = [
@@ -29,6 +38,7 @@ __all__ = [
     "CheckpointError",
     "ClipAnalysis",
     "DetectorConfig",
+    "DetectorEnsemble",
     "DetectorReport",
     "DetectorResult",
     "ForensicDetector",
@@ -36,6 +46,7 @@ __all__ = [
     "Signal",
     "Verdict",
     "analyse_file",
+    "build_ensemble",
     "build_model",
     "calibrate",
     "compute_signals",

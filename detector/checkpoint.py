@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from media import atomic_path
 
 from .calibration import Calibration
-from .model import DetectorConfig, ForensicDetector, build_model
+from .model import Detector, DetectorConfig, build_model
 
 FORMAT = "veriframe.detector"
 FORMAT_VERSION = 1
@@ -34,7 +34,7 @@ class CheckpointError(ValueError):
 class LoadedDetector:
     """A model ready for inference, with what was stored beside it."""
 
-    model: ForensicDetector
+    model: Detector
     config: DetectorConfig
     calibration: Calibration | None
     model_id: str
@@ -43,7 +43,7 @@ class LoadedDetector:
 
 def save_checkpoint(
     path: str | os.PathLike[str],
-    model: ForensicDetector,
+    model: Detector,
     *,
     model_id: str,
     calibration: Calibration | None = None,

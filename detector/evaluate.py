@@ -19,7 +19,7 @@ import torch
 
 from .augment import video_codec_roundtrip
 from .checkpoint import load_checkpoint
-from .model import ForensicDetector
+from .model import Detector
 from .sampling import crop_batch
 from .train import Item, load_frames, read_items
 
@@ -40,7 +40,7 @@ CONDITIONS: dict[str, Condition] = {
 
 
 @torch.no_grad()
-def score_frames(model: ForensicDetector, frames: list[np.ndarray], max_crops: int) -> float:
+def score_frames(model: Detector, frames: list[np.ndarray], max_crops: int) -> float:
     """The clip logit for RGB frames of one item (a still is one frame); NaN when out of the model's scope."""
     side = model.cfg.crop_for(*frames[0].shape[:2])
     if side is None:
@@ -49,7 +49,7 @@ def score_frames(model: ForensicDetector, frames: list[np.ndarray], max_crops: i
     return float(model(x.to(next(model.parameters()).device)).clip_logits[0])
 
 
-def score_items(model: ForensicDetector, items: list[Item], *, max_crops: int = 16,
+def score_items(model: Detector, items: list[Item], *, max_crops: int = 16,
                 condition: Condition | None = None, frames: int = 4) -> np.ndarray:
     """Clip logits of ``items`` (NaN where an item is too small), each optionally transformed first."""
     was_training = model.training

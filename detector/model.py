@@ -37,6 +37,7 @@ class DetectorConfig:
     at inference; training draws its own. ``min_crop``: a frame whose shorter side is under ``crop``
     but at least ``min_crop`` is scored with square crops of its shorter side (still native pixels,
     never resized; the backbone is convolutional); None keeps ``crop`` as the smallest scope (v1).
+    ``members`` > 1: a `DetectorEnsemble` of that many networks of this config, trained apart.
     """
 
     backbone: str = "mobilenetv3_small_050"
@@ -51,6 +52,7 @@ class DetectorConfig:
     attention_dim: int = 64
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     min_crop: int | None = None
+    members: int = 1
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -62,8 +64,8 @@ class DetectorConfig:
                 2 * self.residual_factor <= self.min_crop <= self.crop and self.min_crop % self.residual_factor == 0):
             raise ValueError(f"min_crop {self.min_crop} must be a multiple of residual_factor {self.residual_factor}"
                              f" and at most crop {self.crop}")
-        if self.frames < 1 or self.crops_per_frame < 1:
-            raise ValueError("frames and crops_per_frame must be at least 1")
+        if self.frames < 1 or self.crops_per_frame < 1 or self.members < 1:
+            raise ValueError("frames, crops_per_frame and members must be at least 1")
         self.rgb_mean, self.rgb_std = tuple(self.rgb_mean), tuple(self.rgb_std)
 
     @property
@@ -204,6 +206,30 @@ class ForensicDetector(nn.Module):
         )
 
 
+class DetectorEnsemble(nn.Module):
+    """Networks of one input contract trained apart, their logits averaged at every level after each is
+    divided by its member's calibration temperature: the mean of calibrated log-odds, so a member with
+    larger raw logits does not outvote the others. Its own calibration is fitted afterwards on the mean.
+
+    The members read the same crops, so the heatmap is the members' mean heatmap."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.members = nn.ModuleList(ForensicDetector(dataclasses.replace(cfg, members=1)) for _ in range(cfg.members))
+        self.register_buffer("temperature", torch.ones(cfg.members))  # (K,) stored with the weights
+
+    def forward(self, x: torch.Tensor) -> DetectorOutput:
+        outs = [m(x) for m in self.members]
+
+        def mean(name: str) -> torch.Tensor:
+            return torch.stack([getattr(o, name) / t for o, t in zip(outs, self.temperature, strict=True)]).mean(0)
+
+        return DetectorOutput(patch_logits=mean("patch_logits"), crop_logits=mean("crop_logits"),
+                              frame_logits=mean("frame_logits"), clip_logits=mean("clip_logits"),
+                              attention=torch.stack([o.attention for o in outs]).mean(0))
+
+
 # --- size presets ---------------------------------------------------------------------------------
 # Convolutional backbones only: the patch heatmap needs a spatial feature map at any crop size.
 
@@ -264,10 +290,13 @@ def config_for(name: str, **overrides: Any) -> DetectorConfig:
     return DETECTOR_MODELS[name](**overrides)
 
 
-def build_model(cfg: DetectorConfig | str, device: str | torch.device | None = None) -> ForensicDetector:
+Detector = ForensicDetector | DetectorEnsemble  # what a checkpoint loads as
+
+
+def build_model(cfg: DetectorConfig | str, device: str | torch.device | None = None) -> Detector:
     """A freshly initialised detector (weights come only from our own checkpoints, never a hub)."""
     cfg = config_for(cfg) if isinstance(cfg, str) else cfg
-    model = ForensicDetector(cfg)
+    model = DetectorEnsemble(cfg) if cfg.members > 1 else ForensicDetector(cfg)
     return model.to(device or default_device())
 
 

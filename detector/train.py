@@ -30,9 +30,18 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AugmentConfig, augment, jpeg, jpeg_quality_for_crf
-from .calibration import calibrate, threshold_by_band
+from .calibration import Calibration, calibrate, threshold_by_band
 from .checkpoint import load_checkpoint, load_tensors, read_metadata, save_checkpoint
-from .model import DEFAULT_MODEL, DetectorConfig, ForensicDetector, build_model, config_for, default_device
+from .model import (
+    DEFAULT_MODEL,
+    Detector,
+    DetectorConfig,
+    DetectorEnsemble,
+    ForensicDetector,
+    build_model,
+    config_for,
+    default_device,
+)
 
 if TYPE_CHECKING:
     from .clipkit import BaseClip
@@ -214,6 +223,79 @@ CALIBRATION_VARIANTS = (
 )
 
 
+def calibrate_on_val(model: Detector, val_items: list[Item], *, target_fpr: float,
+                     method: str = "temperature") -> tuple[Calibration | None, dict[str, Any]]:
+    """The operating threshold for ``target_fpr`` on the val reals as given, after a JPEG re-compression at
+    CRF-32 strength and after a 50% downscale (real footage as it arrives), and the temperature on all
+    val items; (None, {}) without a real item in scope."""
+    from .evaluate import score_items  # evaluate imports train's readers: import here, not at the top
+
+    model.eval()
+    logits = score_items(model, val_items, max_crops=model.cfg.crops_per_frame)
+    labels = np.array([i.label for i in val_items])
+    val_reals = [i for i in val_items if i.label == 0]
+    real = np.concatenate([logits[labels == 0]] + [
+        score_items(model, val_reals, max_crops=model.cfg.crops_per_frame, condition=c) for c in CALIBRATION_VARIANTS])
+    real = real[~np.isnan(real)]
+    keep = ~np.isnan(logits)
+    logits, labels = logits[keep], labels[keep]
+    if not real.size:
+        return None, {}
+    calibration = calibrate(real, logits, labels, target_fpr=target_fpr, method=method)
+    return calibration, {"n_val": int(labels.size), "n_val_real": int(real.size),
+                         "threshold_logit": calibration.threshold_logit}
+
+
+# Config fields that may differ between an ensemble's members (the ensemble keeps the narrowest scope).
+_MEMBER_FREE_FIELDS = ("min_crop", "members", "version")
+
+
+def build_ensemble(members: list[str | os.PathLike[str]], data_dir: str | os.PathLike[str],
+                   out_path: str | os.PathLike[str], *, model_id: str, target_fpr: float = 0.01,
+                   calibration_method: str = "temperature") -> dict[str, Any]:
+    """Join trained detector checkpoints into one `DetectorEnsemble` and calibrate it on the val split of
+    ``data_dir`` as training does; write it to ``out_path`` and return its summary.
+
+    Members must share the input contract and backbone (every config field but ``min_crop``) and carry a
+    calibration (its temperature scales the member's logits). The ensemble keeps the narrowest scope: a
+    member without ``min_crop`` leaves it unset. Raises ValueError (a `CheckpointError` for unreadable
+    files) naming the member and the field that stops it."""
+    if len(members) < 2:
+        raise ValueError("an ensemble needs at least two member checkpoints")
+    loaded = [load_checkpoint(path) for path in members]
+    first = loaded[0].config.to_dict()
+    for path, member in zip(members, loaded, strict=True):
+        if member.config.members != 1:
+            raise ValueError(f"{Path(path).name} is an ensemble already; give its members")
+        if member.calibration is None:
+            raise ValueError(f"{Path(path).name} has no calibration: its logits have no temperature to scale by")
+        other = member.config.to_dict()
+        for name in first:
+            if name not in _MEMBER_FREE_FIELDS and other[name] != first[name]:
+                raise ValueError(f"{Path(path).name} differs from {Path(members[0]).name} in {name}: "
+                                 f"{other[name]!r} against {first[name]!r}")
+    crops = [m.config.min_crop for m in loaded]
+    cfg = replace(loaded[0].config, members=len(loaded), min_crop=None if None in crops else max(crops))
+    ensemble = DetectorEnsemble(cfg)
+    for net, member in zip(ensemble.members, loaded, strict=True):
+        net.load_state_dict(member.model.state_dict())
+    ensemble.temperature.copy_(torch.tensor([m.calibration.temperature for m in loaded]))
+    items = read_items(data_dir)
+    val_items = [i for i in items if i.split == "val"]
+    if not val_items:
+        raise ValueError(f"{data_dir} has no val split to calibrate the ensemble on")
+    held_out = sorted({f for m in loaded for f in (m.meta.get("recipe") or {}).get("held_out", [])})
+    val_items = [i for i in val_items if i.family not in held_out]
+    calibration, val_summary = calibrate_on_val(ensemble, val_items, target_fpr=target_fpr,
+                                                method=calibration_method)
+    recipe = {"ensemble_of": [m.model_id for m in loaded], "member_temperatures": ensemble.temperature.tolist(),
+              "held_out": held_out}
+    save_checkpoint(out_path, ensemble, model_id=model_id, calibration=calibration,
+                    meta={"recipe": recipe, "val": val_summary})
+    return {"model_id": model_id, "recipe": recipe, "config": cfg.to_dict(),
+            "calibration": calibration.to_dict() if calibration else None, "val": val_summary}
+
+
 def train_detector(
     data_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -255,8 +337,6 @@ def train_detector(
     """
     if threads is not None:
         torch.set_num_threads(threads)
-    from .evaluate import score_items  # evaluate imports train's readers: import here, not at the top
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -265,6 +345,8 @@ def train_detector(
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
         else default_device()
     cfg = config_for(config) if isinstance(config, str) else config
+    if cfg.members > 1:
+        raise ValueError("an ensemble is not trained: train its members, then join them (build_ensemble)")
     if freeze_residual and (init is None or not cfg.two_branch):
         raise ValueError("freeze_residual needs a two-branch model (mnv3s-050-2b) started from a trained one (init)")
     items = read_items(data_dir)
@@ -272,7 +354,8 @@ def train_detector(
     train_items = [i for i in items if (i.split == "train" or not has_splits) and i.family not in held_out]
     val_items = [i for i in items if i.split == "val" and i.family not in held_out]
     torch.manual_seed(seed)
-    model: ForensicDetector = build_model(cfg, device)
+    model = build_model(cfg, device)
+    assert isinstance(model, ForensicDetector)  # members > 1 was refused above
     if init is not None:
         init_from(model, init)
     keep_residual = ResidualFreeze(model) if freeze_residual else None
@@ -326,19 +409,8 @@ def train_detector(
     model.eval()
     calibration, val_summary = None, {}
     if rank == 0 and val_items:
-        logits = score_items(model, val_items, max_crops=cfg.crops_per_frame)
-        labels = np.array([i.label for i in val_items])
-        # The threshold must hold for real footage as it arrives: originals, re-compressed and downscaled.
-        val_reals = [i for i in val_items if i.label == 0]
-        real = np.concatenate([logits[labels == 0]] + [
-            score_items(model, val_reals, max_crops=cfg.crops_per_frame, condition=c) for c in CALIBRATION_VARIANTS])
-        real = real[~np.isnan(real)]
-        keep = ~np.isnan(logits)
-        logits, labels = logits[keep], labels[keep]
-        if real.size:
-            calibration = calibrate(real, logits, labels, target_fpr=target_fpr, method=calibration_method)
-            val_summary = {"n_val": int(labels.size), "n_val_real": int(real.size),
-                           "threshold_logit": calibration.threshold_logit}
+        calibration, val_summary = calibrate_on_val(model, val_items, target_fpr=target_fpr,
+                                                    method=calibration_method)
     summary = {"model_id": model_id or f"{cfg.backbone}-s{step}", "steps_done": step,
                "minutes": round((time.monotonic() - began) / 60, 2), "final_loss": history[-1][1] if history else None,
                "first_loss": history[0][1] if history else None, "recipe": recipe, "config": cfg.to_dict(),

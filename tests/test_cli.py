@@ -250,6 +250,13 @@ def test_train_detector_takes_the_recipe_options(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     subset = json.loads(r.stdout)["recipe"]
     assert subset["train_items"] + subset["val_items"] == 2
+    # without a val split neither model is calibrated, so they cannot be joined: one line, exit 2, no file
+    r = run(tmp_path, "train", "detector-ensemble", "--data", str(tmp_path / "data"),
+            "--member", str(tmp_path / "out" / "detector.safetensors"),
+            "--member", str(tmp_path / "subset" / "detector.safetensors"),
+            "--out", str(tmp_path / "ens.safetensors"), "--model-id", "ens")
+    assert r.returncode == 2 and "no calibration" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ens.safetensors").exists()
     # a trained residual model starts a two-branch run; a file that is no detector is one line, exit 2
     r = run(tmp_path, "train", "detector", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "grown"),
             "--steps", "1", "--batch-size", "2", "--threads", "1", "--model", "mnv3s-050-2b",

@@ -391,6 +391,43 @@ def test_a_frozen_residual_half_stays_as_loaded_while_the_rgb_branch_trains(tmp_
         train_detector(data, tmp_path / "x", config=config_for("mnv3s-050", crop=32), steps=1, freeze_residual=True)
 
 
+def test_an_ensemble_is_the_mean_of_its_members_calibrated_logits_and_loads_as_one(tmp_path: Path) -> None:
+    from detector import DetectorEnsemble, analyse_file, build_ensemble
+    from media.synthetic import make_test_clip
+
+    data = _tiny_dataset(tmp_path / "data")
+    cfg = config_for("mnv3s-050", crop=32, frames=2, crops_per_frame=4)
+    members = []
+    for k, temperature in enumerate((0.5, 2.0)):
+        torch.manual_seed(k)
+        cal = Calibration(threshold_logit=0.0, target_fpr=0.01, n_real=10, temperature=temperature)
+        members.append(save_checkpoint(tmp_path / f"m{k}.safetensors", build_model(cfg, device="cpu"),
+                                       model_id=f"m{k}", calibration=cal))
+    summary = build_ensemble(members, data, tmp_path / "ens.safetensors", model_id="ens")
+    ens = load_checkpoint(tmp_path / "ens.safetensors")
+    assert isinstance(ens.model, DetectorEnsemble) and ens.config.members == 2 and ens.model_id == "ens"
+    assert summary["recipe"]["ensemble_of"] == ["m0", "m1"] and ens.calibration.n_real == 6  # fitted on val
+    x = torch.rand(1, 2, 4, 3, 32, 32)
+    with torch.no_grad():
+        one, two = (load_checkpoint(p).model(x) for p in members)
+        out = ens.model(x)
+    assert torch.allclose(out.clip_logits, (one.clip_logits / 0.5 + two.clip_logits / 2.0) / 2, atol=1e-5)
+    assert torch.allclose(out.patch_logits, (one.patch_logits / 0.5 + two.patch_logits / 2.0) / 2, atol=1e-5)
+    clip = make_test_clip(tmp_path / "c.mp4", width=96, height=64, frames=6, pattern="moving")
+    det = analyse_file(clip, model=tmp_path / "ens.safetensors").detector
+    assert det.in_scope and det.model_id == "ens" and len(det.heatmap) >= 1
+    # members must read the same input with the same backbone; ensembles are joined, never trained
+    lcnet = save_checkpoint(tmp_path / "lc.safetensors", build_model(config_for("lcnet-035", crop=32), device="cpu"),
+                            model_id="lc", calibration=cal)
+    for bad, match in (([members[0], lcnet], "backbone"), ([tmp_path / "ens.safetensors", members[0]], "ensemble"),
+                       ([members[0]], "at least two")):
+        with pytest.raises(ValueError, match=match):
+            build_ensemble(bad, data, tmp_path / "bad.safetensors", model_id="bad")
+    assert not (tmp_path / "bad.safetensors").exists()
+    with pytest.raises(ValueError, match="not trained"):
+        train_detector(data, tmp_path / "t", config=config_for("mnv3s-050", crop=32, members=2), steps=1)
+
+
 def test_some_training_batches_use_crops_down_to_min_crop() -> None:
     rng = np.random.default_rng(0)
     cfg = config_for("mnv3s-050")
