@@ -73,6 +73,11 @@ OUT = ROOT / "bench" / "out" / "detector"
 KEEP_MARKER = "<!-- written by hand: bench/detector.py keeps everything below this line -->"
 
 
+def reliability_plot(markdown: Path) -> Path:
+    """The reliability plot beside the table (a candidate's run never overwrites the shipped model's)."""
+    return markdown.with_name(f"{markdown.stem}-reliability.png")
+
+
 def fmt(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -513,8 +518,7 @@ def main() -> None:
     logits = np.array([np.nan if v is None else v for v in report["logits"]["original"]])
     keep = ~np.isnan(logits)
     table = reliability(cal.probability(logits[keep]), labels[keep])
-    plot = ROOT / "docs" / "benchmarks" / "detector-reliability.png"
-    write_reliability_plot(plot, table, title=loaded.model_id)
+    write_reliability_plot(reliability_plot(args.out), table, title=loaded.model_id)
     head = load_head(args.temporal)
     if not (args.kit / KIT_DIR_NAME / "features.npz").is_file():
         build_clip_kit(args.kit)
@@ -732,7 +736,7 @@ def write_markdown(args, report, loaded, heavy_fpr, n_heavy, table, clips, own, 
         lines.append(f"| {source} | {m['n']} | {fmt(rate)} |")
     lines += ["", f"Held-out reals after H.264 CRF 35 ({n_heavy} items): FPR {fmt(heavy_fpr)}.", "",
               f"Reliability (test split, calibrated P(AI)): ECE {table['ece']:.3f} over {table['n']} items; "
-              "plot: `docs/benchmarks/detector-reliability.png`.", ""]
+              f"plot: `{reliability_plot(args.out).name}` beside this file.", ""]
     lines += leftovers_section(left)
     lines += temporal_section(temporal)
     lines += beyond_section(beyond)
