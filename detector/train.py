@@ -257,39 +257,47 @@ def build_ensemble(members: list[str | os.PathLike[str]], data_dir: str | os.Pat
     ``data_dir`` as training does; write it to ``out_path`` and return its summary.
 
     Members must share the input contract and backbone (every config field but ``min_crop``) and carry a
-    calibration (its temperature scales the member's logits). The ensemble keeps the narrowest scope: a
-    member without ``min_crop`` leaves it unset. Raises ValueError (a `CheckpointError` for unreadable
-    files) naming the member and the field that stops it."""
-    if len(members) < 2:
-        raise ValueError("an ensemble needs at least two member checkpoints")
-    loaded = [load_checkpoint(path) for path in members]
-    first = loaded[0].config.to_dict()
-    for path, member in zip(members, loaded, strict=True):
-        if member.config.members != 1:
-            raise ValueError(f"{Path(path).name} is an ensemble already; give its members")
+    calibration (its temperature scales the member's logits); an ensemble given as a member lends its own
+    members with their temperatures (so a new model joins the shipped ensemble). The ensemble keeps the
+    narrowest scope: a member without ``min_crop`` leaves it unset. Raises ValueError (a `CheckpointError`
+    for unreadable files) naming the member and the field that stops it."""
+    parts: list[tuple[str, str, DetectorConfig, dict[str, torch.Tensor], float]] = []  # (file, id, cfg, weights, T)
+    held_out: set[str] = set()
+    for path in members:
+        member, name = load_checkpoint(path), Path(path).name
         if member.calibration is None:
-            raise ValueError(f"{Path(path).name} has no calibration: its logits have no temperature to scale by")
-        other = member.config.to_dict()
-        for name in first:
-            if name not in _MEMBER_FREE_FIELDS and other[name] != first[name]:
-                raise ValueError(f"{Path(path).name} differs from {Path(members[0]).name} in {name}: "
-                                 f"{other[name]!r} against {first[name]!r}")
-    crops = [m.config.min_crop for m in loaded]
-    cfg = replace(loaded[0].config, members=len(loaded), min_crop=None if None in crops else max(crops))
+            raise ValueError(f"{name} has no calibration: its logits have no temperature to scale by")
+        held_out |= set((member.meta.get("recipe") or {}).get("held_out", []))
+        if isinstance(member.model, DetectorEnsemble):  # an ensemble given as a member lends its members
+            ids = member.meta["recipe"]["ensemble_of"]
+            parts += [(name, mid, net.cfg, net.state_dict(), float(t))
+                      for net, t, mid in zip(member.model.members, member.model.temperature, ids, strict=True)]
+        else:
+            parts.append((name, member.model_id, member.config, member.model.state_dict(),
+                          member.calibration.temperature))
+    if len(parts) < 2:
+        raise ValueError("an ensemble needs at least two member models")
+    first = parts[0][2].to_dict()
+    for name, _, cfg, _, _ in parts:
+        other = cfg.to_dict()
+        for key in first:
+            if key not in _MEMBER_FREE_FIELDS and other[key] != first[key]:
+                raise ValueError(f"{name} differs from {parts[0][0]} in {key}: {other[key]!r} against {first[key]!r}")
+    crops = [cfg.min_crop for _, _, cfg, _, _ in parts]
+    cfg = replace(parts[0][2], members=len(parts), min_crop=None if None in crops else max(crops))
     ensemble = DetectorEnsemble(cfg)
-    for net, member in zip(ensemble.members, loaded, strict=True):
-        net.load_state_dict(member.model.state_dict())
-    ensemble.temperature.copy_(torch.tensor([m.calibration.temperature for m in loaded]))
+    for net, (_, _, _, weights, _) in zip(ensemble.members, parts, strict=True):
+        net.load_state_dict(weights)
+    ensemble.temperature.copy_(torch.tensor([t for *_, t in parts]))
     items = read_items(data_dir)
     val_items = [i for i in items if i.split == "val"]
     if not val_items:
         raise ValueError(f"{data_dir} has no val split to calibrate the ensemble on")
-    held_out = sorted({f for m in loaded for f in (m.meta.get("recipe") or {}).get("held_out", [])})
     val_items = [i for i in val_items if i.family not in held_out]
     calibration, val_summary = calibrate_on_val(ensemble, val_items, target_fpr=target_fpr,
                                                 method=calibration_method)
-    recipe = {"ensemble_of": [m.model_id for m in loaded], "member_temperatures": ensemble.temperature.tolist(),
-              "held_out": held_out}
+    recipe = {"ensemble_of": [mid for _, mid, *_ in parts], "member_temperatures": ensemble.temperature.tolist(),
+              "held_out": sorted(held_out)}
     save_checkpoint(out_path, ensemble, model_id=model_id, calibration=calibration,
                     meta={"recipe": recipe, "val": val_summary})
     return {"model_id": model_id, "recipe": recipe, "config": cfg.to_dict(),

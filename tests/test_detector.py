@@ -419,8 +419,11 @@ def test_an_ensemble_is_the_mean_of_its_members_calibrated_logits_and_loads_as_o
     # members must read the same input with the same backbone; ensembles are joined, never trained
     lcnet = save_checkpoint(tmp_path / "lc.safetensors", build_model(config_for("lcnet-035", crop=32), device="cpu"),
                             model_id="lc", calibration=cal)
-    for bad, match in (([members[0], lcnet], "backbone"), ([tmp_path / "ens.safetensors", members[0]], "ensemble"),
-                       ([members[0]], "at least two")):
+    grown = build_ensemble([tmp_path / "ens.safetensors", members[0]], data, tmp_path / "ens3.safetensors",
+                           model_id="ens3")  # an ensemble lends its members, temperatures included
+    assert grown["recipe"]["ensemble_of"] == ["m0", "m1", "m0"] and grown["config"]["members"] == 3
+    assert grown["recipe"]["member_temperatures"] == [0.5, 2.0, 0.5]
+    for bad, match in (([members[0], lcnet], "backbone"), ([members[0]], "at least two")):
         with pytest.raises(ValueError, match=match):
             build_ensemble(bad, data, tmp_path / "bad.safetensors", model_id="bad")
     assert not (tmp_path / "bad.safetensors").exists()
