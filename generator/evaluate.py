@@ -145,20 +145,22 @@ class ClipFeatures:
     """Clip features for the Frechet distance: the shipped detector's frozen timm backbone.
 
     Each frame goes through the detector's own input transform (its config's forensic residual) and
-    backbone at native resolution; the feature map is averaged over space. A clip is the mean frame
-    feature concatenated with the mean absolute change of the features between consecutive frames,
-    so both appearance and temporal behaviour count. This is not FVD: FVD's I3D (Kinetics-400)
+    backbone (an ensemble's first member's) at native resolution; the feature map is averaged over space.
+    A clip is the mean frame feature concatenated with the mean absolute change of the features between
+    consecutive frames, so both appearance and temporal behaviour count. This is not FVD: FVD's I3D (Kinetics-400)
     weights cannot be downloaded here, and this backbone was trained to see generator traces in
     pixel residuals, not content, so colour and layout are left to the analyser and the numbers
     mean something only against the rendered-vs-rendered floor of the same run.
     """
 
     def __init__(self, weights: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu") -> None:
-        from detector import load_checkpoint
+        from detector import DetectorEnsemble, load_checkpoint
         from detector.analyse import DEFAULT_WEIGHTS
 
         loaded = load_checkpoint(weights or DEFAULT_WEIGHTS, device)
-        self.input, self.backbone = loaded.model.input, loaded.model.backbone
+        # An ensemble's first member: in the shipped v2 that is v1, whose backbone every recorded distance used.
+        net = loaded.model.members[0] if isinstance(loaded.model, DetectorEnsemble) else loaded.model
+        self.input, self.backbone = net.input, net.backbone
         self.device, self.model_id = torch.device(device), loaded.model_id
 
     @torch.no_grad()
