@@ -66,8 +66,7 @@ def main() -> None:
         "# Detector AUC per AI family",
         "",
         f"- Command: `.venv/bin/python bench/detector_families.py {' '.join(f'--weights {_show(w)}' for w in weights)}`"
-        f" "
-        f"({(time.perf_counter() - began) / 60:.1f} min)",
+        f" ({(time.perf_counter() - began) / 60:.1f} min)",
         f"- Date: {dt.date.today().isoformat()}",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {args.threads} torch threads, no GPU, "
         f"torch {torch.__version__}",

@@ -52,7 +52,8 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field
                   "immunohistochemistry", "brick", "grass", "gravel", "camera", "moon", "coins", "cell", "clock")
 # Real photographs other packages ship as data files: (name, package, file inside it). The packages are
 # never imported (imgaug 0.4 does not import under NumPy 2), only these files read; a package that is not
-# installed leaves its photos out (`bench` extra and README: `pip install --no-deps imgaug mahotas`).
+# installed leaves its photos out (the `bench` extra has matplotlib, mahotas and PyWavelets; imgaug is
+# installed apart with --no-deps, see the README).
 PACKAGE_PHOTOS = (("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
                   ("quokka", "imgaug", "quokka.jpg"), ("luispedro", "mahotas", "demos/data/luispedro.jpg"),
                   ("ascent", "pywt", "data/ascent.npz"), ("aero", "pywt", "data/aero.npz"))
@@ -84,6 +85,8 @@ def _rgb(img: np.ndarray) -> np.ndarray:
 def real_photos() -> Iterator[tuple[str, np.ndarray]]:
     import skimage.data
 
+    from .train import load_frames  # the kit's reader of stills and clips, through `media`
+
     for name in SKIMAGE_PHOTOS:
         yield name, _rgb(getattr(skimage.data, name)())
     try:
@@ -98,13 +101,7 @@ def real_photos() -> Iterator[tuple[str, np.ndarray]]:
         if path is None:
             log.info("%s not installed: its photo %r is left out of the kit", package, name)
             continue
-        yield name, _rgb(np.load(path)["data"] if path.suffix == ".npz" else _read_still(path))
-
-
-def _read_still(path: Path) -> np.ndarray:
-    from media import iter_frames
-
-    return next(iter(iter_frames(path, fmt="rgb24"))).array
+        yield name, _rgb(np.load(path)["data"] if path.suffix == ".npz" else load_frames(path, 1)[0])
 
 
 def package_file(package: str, rel: str) -> Path | None:

@@ -186,6 +186,10 @@ class ForensicDetector(nn.Module):
         return torch.cat([self.backbone.forward_features(z[:, :3]),
                           self.rgb_backbone.forward_features(z[:, 3:])], dim=1)  # (N, D_res + D_rgb, h, w)
 
+    def feature_network(self) -> ForensicDetector:
+        """The network whose backbone stands for this model's features (itself; see `DetectorEnsemble`)."""
+        return self
+
     def forward(self, x: torch.Tensor) -> DetectorOutput:
         if x.ndim != 6 or x.shape[3] != 3:
             raise ValueError(f"expected crops of shape (B, T, K, 3, S, S), got {tuple(x.shape)}")
@@ -218,6 +222,10 @@ class DetectorEnsemble(nn.Module):
         self.cfg = cfg
         self.members = nn.ModuleList(ForensicDetector(dataclasses.replace(cfg, members=1)) for _ in range(cfg.members))
         self.register_buffer("temperature", torch.ones(cfg.members))  # (K,) stored with the weights
+
+    def feature_network(self) -> ForensicDetector:
+        """The first member: an ensemble has no single backbone, and the first is the one it grew from."""
+        return self.members[0]
 
     def forward(self, x: torch.Tensor) -> DetectorOutput:
         outs = [m(x) for m in self.members]

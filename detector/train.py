@@ -247,7 +247,7 @@ def calibrate_on_val(model: Detector, val_items: list[Item], *, target_fpr: floa
 
 
 # Config fields that may differ between an ensemble's members (the ensemble keeps the narrowest scope).
-_MEMBER_FREE_FIELDS = ("min_crop", "members", "version")
+_MEMBER_FREE_FIELDS = ("min_crop", "version")
 
 
 def build_ensemble(members: list[str | os.PathLike[str]], data_dir: str | os.PathLike[str],

@@ -154,12 +154,12 @@ class ClipFeatures:
     """
 
     def __init__(self, weights: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu") -> None:
-        from detector import DetectorEnsemble, load_checkpoint
+        from detector import load_checkpoint
         from detector.analyse import DEFAULT_WEIGHTS
 
         loaded = load_checkpoint(weights or DEFAULT_WEIGHTS, device)
         # An ensemble's first member: in the shipped v2 that is v1, whose backbone every recorded distance used.
-        net = loaded.model.members[0] if isinstance(loaded.model, DetectorEnsemble) else loaded.model
+        net = loaded.model.feature_network()
         self.input, self.backbone = net.input, net.backbone
         self.device, self.model_id = torch.device(device), loaded.model_id
 

@@ -406,6 +406,7 @@ def test_an_ensemble_is_the_mean_of_its_members_calibrated_logits_and_loads_as_o
     summary = build_ensemble(members, data, tmp_path / "ens.safetensors", model_id="ens")
     ens = load_checkpoint(tmp_path / "ens.safetensors")
     assert isinstance(ens.model, DetectorEnsemble) and ens.config.members == 2 and ens.model_id == "ens"
+    assert ens.model.feature_network() is ens.model.members[0]  # what the generator's Frechet features read
     assert summary["recipe"]["ensemble_of"] == ["m0", "m1"] and ens.calibration.n_real == 6  # fitted on val
     x = torch.rand(1, 2, 4, 3, 32, 32)
     with torch.no_grad():
