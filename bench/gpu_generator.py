@@ -43,11 +43,17 @@ MINILM = Path("/tmp/veriframe-minilm")
 RUNS = Path("/tmp/veriframe-runs")
 TOKENIZER_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SIZES = [[128, 128], [176, 96], [96, 176], [64, 64]]
-AV_STUB = '''"""Stand-in for PyAV on a machine without it: training reads no video file."""
+AV_STUB = '''"""Stand-in for PyAV on a machine without it: training reads no video file, but `media` names
+PyAV constants at import time, so every attribute is a placeholder that only fails when used."""
 class FFmpegError(Exception):
     pass
+class _Missing:
+    def __getattr__(self, name):
+        return _Missing()
+    def __call__(self, *args, **kwargs):
+        raise ImportError("PyAV is not installed here")
 def __getattr__(name):
-    raise ImportError(f"PyAV is not installed here (av.{name})")
+    return _Missing()
 '''
 
 
@@ -217,10 +223,19 @@ def _dit_config(args: argparse.Namespace):
     return cfg
 
 
+WIDE_AE = {"base_channels": 16, "shortcuts": True, "latent_channels": 16, "decoder_extra_blocks": 1}
+
+
 def _ae_config(args: argparse.Namespace):
     from generator.cli import default_checkpoint
     from generator.train import load_config
 
+    if args.ae_mode == "wide":  # a new autoencoder from scratch: twice the latent channels, 17-frame crops
+        cfg, _ = load_config("shapes-ae", {
+            "model": WIDE_AE, "frames": 17, "crop": 64, "crop_tries": 2, "batch_size": args.ae_batch,
+            "sizes": SIZES[:3], "lr": args.ae_lr, "warmup": 200, "data_seed": args.data_seed + 1,
+            "workers": args.ae_workers, "log_every": 20})
+        return cfg
     tiny = default_checkpoint()
     cfg, _ = load_config("shapes-ae-decoder", {
         "init": str(tiny / "autoencoder.safetensors"), "crop": None, "batch_size": args.ae_batch,
@@ -249,7 +264,12 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(2)
-    summary: dict = {"args": vars(args), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+    shm = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None
+    if shm is not None and shm.total < 32e9 and torch.cuda.is_available():  # rendered clips cross in shared memory
+        subprocess.run(["mount", "-o", "remount,size=48G", "/dev/shm"], check=False)
+        shm = shutil.disk_usage("/dev/shm")
+    summary: dict = {"args": vars(args), "shm_gb": None if shm is None else round(shm.total / 1e9, 1),
+                     "torch": torch.__version__, "cuda": torch.cuda.is_available(),
                      "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                      "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(summary), flush=True)
@@ -259,13 +279,11 @@ def run(args: argparse.Namespace) -> None:
     try:
         import dataclasses
 
-        from generator.train import train
-
-        # code the latent cache first, with every core rendering; the decoder run starts once it is done
+        # code the latent cache first, with every core rendering; the autoencoder run starts once it is done
         t = time.monotonic()
-        train(dataclasses.replace(cfg, steps=10**6), RUNS / "dit-timing", progress=False, stop_after=0)  # no step
-        summary["cache_fill_s"] = time.monotonic() - t
-        print(f"[dit] latent cache: {args.cache_batches} batches of {args.batch} in {summary['cache_fill_s']:.0f} s",
+        cfg = dataclasses.replace(cfg, latent_cache=_fill(args))
+        summary["cache_fill_s"], summary["cache_batches"] = time.monotonic() - t, cfg.latent_cache
+        print(f"[dit] latent cache: {cfg.latent_cache} batches of {args.batch} in {summary['cache_fill_s']:.0f} s",
               flush=True)
         if args.ae:
             argv = [sys.executable, __file__, "train-ae", "--until-in", str(until - time.monotonic()), *_ae_argv(args)]
@@ -281,6 +299,7 @@ def run(args: argparse.Namespace) -> None:
             ae_proc.wait(timeout=max(5, until - time.monotonic() + 15))
         except subprocess.TimeoutExpired:
             ae_proc.kill()
+            ae_proc.wait()
         summary["ae_returncode"] = ae_proc.returncode
         done = RUNS / "ae-summary.json"
         summary["ae"] = json.loads(done.read_text()) if done.exists() else None
@@ -289,6 +308,47 @@ def run(args: argparse.Namespace) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _package(out)
     print(json.dumps(summary, indent=1), flush=True)
+
+
+def fill(args: argparse.Namespace) -> None:
+    """The latent cache alone (a child process, so that the parent can stop it at its time limit)."""
+    _setup()
+    import dataclasses
+
+    import torch
+
+    from generator.train import train
+
+    torch.set_num_threads(2)
+    train(dataclasses.replace(_dit_config(args), steps=10**6), RUNS / "dit-timing", progress=False, stop_after=0)
+
+
+def _fill(args: argparse.Namespace) -> int:
+    """Code up to --cache-batches batches within --fill-seconds; the number of batches done (written in
+    order, each atomically, so a stopped fill leaves whole files 0..n-1 and at most a stray .tmp)."""
+    import signal
+
+    argv = [sys.executable, __file__, "fill", *_dit_argv(args)]
+    child = subprocess.Popen(argv, start_new_session=True)  # its own group: the rendering workers stop with it
+    try:
+        child.wait(timeout=args.fill_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        print(f"[dit] latent cache stopped at its {args.fill_seconds:.0f} s limit", flush=True)
+    folder = RUNS / "dit-timing" / "latents" / "rank-0"
+    n = 0
+    while n < args.cache_batches and (folder / f"batch-{n:06d}.safetensors").is_file():
+        n += 1
+    if n < 8:
+        raise RuntimeError(f"only {n} latent batches were coded (fill exit status {child.returncode})")
+    return n
+
+
+def _dit_argv(args: argparse.Namespace) -> list[str]:
+    return ["--batch", str(args.batch), "--lr", str(args.lr), "--cache-batches", str(args.cache_batches),
+            "--data-seed", str(args.data_seed), "--workers", str(args.workers),
+            "--bind" if args.bind else "--no-bind"]
 
 
 def _clear(keep_cache: bool) -> None:
@@ -306,11 +366,19 @@ def _clear(keep_cache: bool) -> None:
 
 def _ae_argv(args: argparse.Namespace) -> list[str]:
     return ["--data-seed", str(args.data_seed), "--ae-batch", str(args.ae_batch), "--ae-lr", str(args.ae_lr),
-            "--ae-workers", str(args.ae_workers), "--ae-cal-steps", str(args.ae_cal_steps)]
+            "--ae-workers", str(args.ae_workers), "--ae-cal-steps", str(args.ae_cal_steps), "--ae-mode", args.ae_mode]
 
 
 def _package(out: Path) -> None:
-    """Exports, logs, loss curves and samples in one tar, cut into 15 MB pieces (16 MB per file comes back)."""
+    """Exports, logs, loss curves and samples in one tar, cut into 15 MB pieces (16 MB per file comes back;
+    64 MB in all, so the DiT comes back in bfloat16, as it ships, and the timing runs only as logs)."""
+    dit_file = RUNS / "dit" / "dit.safetensors"
+    if dit_file.exists():
+        import torch
+
+        from generator.checkpoint import load_component, save_component
+
+        save_component(dit_file, load_component(dit_file, "dit"), dtype=torch.bfloat16)
     tar_path = RUNS / "result.tar"
     with tarfile.open(tar_path, "w") as tar:
         for name in ("dit", "ae", "dit-timing", "ae-timing"):
@@ -318,7 +386,8 @@ def _package(out: Path) -> None:
             if not run_dir.is_dir():
                 continue
             for p in sorted(run_dir.rglob("*")):
-                if p.is_file() and "latents" not in p.parts and p.name != "train-state.safetensors" \
+                keep = p.suffix in (".jsonl", ".json", ".png") or (name in ("dit", "ae") and p.suffix == ".safetensors")
+                if p.is_file() and keep and "latents" not in p.parts and p.name != "train-state.safetensors" \
                         and not (name == "dit" and p.name == "autoencoder.safetensors"):
                     tar.add(p, arcname=str(p.relative_to(RUNS)))
         if (RUNS / "ae.log").exists():
@@ -334,7 +403,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack")
     p.add_argument("--captions", type=int, default=20000)
-    for name in ("run", "train-ae"):
+    for name in ("run", "train-ae", "fill"):
         p = sub.add_parser(name)
         p.add_argument("--minutes", type=float, default=7.5, help="wall time for everything, export included")
         p.add_argument("--until-in", type=float, default=None, help=argparse.SUPPRESS)
@@ -343,13 +412,19 @@ def main() -> None:
         p.add_argument("--cache-batches", type=int, default=200)
         p.add_argument("--reuse-cache", action="store_true",
                        help="keep a latent cache an earlier call on this (warm) machine coded with the same settings")
-        p.add_argument("--data-seed", type=int, default=9)
+        p.add_argument("--data-seed", type=int, default=10)
         p.add_argument("--workers", type=int, default=14)
-        p.add_argument("--bind", action=argparse.BooleanOptionalAction, default=True)
+        p.add_argument("--bind", action=argparse.BooleanOptionalAction, default=False,
+                       help="binding twins (stages 6 and 7 with them lost seen object counts)")
         p.add_argument("--ae", action=argparse.BooleanOptionalAction, default=True)
-        p.add_argument("--ae-batch", type=int, default=16)
-        p.add_argument("--ae-lr", type=float, default=1e-4)
-        p.add_argument("--ae-workers", type=int, default=11)
+        p.add_argument("--ae-mode", choices=("wide", "decoder"), default="wide",
+                       help="wide: a new autoencoder with 16 latent channels from scratch (the 30 dB question); "
+                            "decoder: continue the shipped decoder, encoder frozen")
+        p.add_argument("--ae-batch", type=int, default=32)
+        p.add_argument("--ae-lr", type=float, default=3e-4)
+        p.add_argument("--ae-workers", type=int, default=10)
+        p.add_argument("--fill-seconds", type=float, default=170,
+                       help="stop coding the latent cache after this long and train on the batches done")
         p.add_argument("--cal-steps", type=int, default=60, help="steps of the DiT timing run")
         p.add_argument("--ae-cal-steps", type=int, default=30, help="steps of the autoencoder timing run")
     args = parser.parse_args()
@@ -357,6 +432,8 @@ def main() -> None:
         pack(args)
     elif args.command == "run":
         run(args)
+    elif args.command == "fill":
+        fill(args)
     else:
         args.until = time.monotonic() + args.until_in
         train_ae(args)

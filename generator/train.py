@@ -221,8 +221,9 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> t
 
 
 def _ae_loss(ae: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generator, _py: random.Random,
-             _texts: list[str]) -> tuple[Tensor, dict[str, float]]:
-    """Reconstruction (L1, MSE or both) + KL on a crop batch; PSNR of the reconstruction for the log."""
+             _texts: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Reconstruction (L1, MSE or both) + KL on a crop batch; PSNR of the reconstruction for the log
+    (the statistics stay tensors until a logging step reads them)."""
     recon, posterior = ae(video, gen)
     l1 = (recon - video).abs().mean()
     mse = (recon - video).pow(2).mean()
@@ -230,8 +231,9 @@ def _ae_loss(ae: nn.Module, video: Tensor, cfg: TrainConfig, gen: torch.Generato
     rec = {"l1": l1, "mse": mse, "l1+mse": l1 + mse}[cfg.recon_loss]
     with torch.no_grad():
         clamped = (recon.detach().clamp(-1, 1) - video).pow(2).mean().clamp(min=1e-10)
-        psnr = 10 * math.log10(4.0 / clamped.item())  # range [-1, 1] has peak-to-peak 2
-    return rec + cfg.kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item(), "psnr": psnr}
+        psnr = 10 * torch.log10(4.0 / clamped)  # range [-1, 1] has peak-to-peak 2
+    stats = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach(), "psnr": psnr}
+    return rec + cfg.kl_weight * kl, stats
 
 
 class _DiTObjective:
@@ -585,14 +587,17 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, base: Path | None, devi
             group["lr"] = _lr_at(cfg, step)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             loss, stats = objective(net, video, cfg, gen, py, texts)
-        if not torch.isfinite(loss):
-            raise TrainError(f"loss is {loss.item()} at step {step}: lower the learning rate or check the data")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # a DTensor under FSDP
         opt.step()
         step += 1
+        # Only a step that logs or saves reads the loss back: a read waits for the GPU, and on a GPU the
+        # host's dispatch is the slow part, so reading every step kept it from running ahead. A loss that
+        # went non-finite poisons the weights, so the next read still sees it before anything is saved.
+        reads = step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or step == end
+        if reads and not torch.isfinite(loss):
+            raise TrainError(f"loss is {loss.item()} at step {step}: lower the learning rate or check the data")
         with torch.no_grad():  # EMA, with a short warm-up so early samples are not the random init
             d = min(cfg.ema_decay, (1 + step) / (10 + step))
             torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - d)
@@ -605,8 +610,9 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, base: Path | None, devi
             now = time.perf_counter()
             rate = seen / max(now - t_last, 1e-9)
             t_last, seen = now, 0
+            grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # a DTensor under FSDP
             row = {"step": step, "loss": loss.item(), "lr": _lr_at(cfg, step - 1), "grad_norm": grad_norm,
-                   "samples_per_s": rate, **stats}
+                   "samples_per_s": rate, **{k: float(v) for k, v in stats.items()}}
             writer.log(row)
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{rate:.1f}")

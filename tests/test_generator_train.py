@@ -225,8 +225,19 @@ def test_autoencoder_reconstruction_losses(recon_loss: str) -> None:
     model, _, _ = _build(cfg, None, torch.device("cpu"))
     video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     loss, stats = _ae_loss(model, video, cfg, torch.Generator().manual_seed(0), random.Random(0), [])
+    stats = {k: float(v) for k, v in stats.items()}  # tensors until a logging step reads them
     want = {"l1": stats["l1"], "mse": stats["mse"], "l1+mse": stats["l1"] + stats["mse"]}[recon_loss]
     assert loss.item() == pytest.approx(want + cfg.kl_weight * stats["kl"], rel=1e-5)
+
+
+def test_a_diverging_run_stops_before_it_saves(tmp_path: Path) -> None:
+    """The loss is read back only on logging and saving steps (a read waits for the GPU), yet a run
+    whose loss goes non-finite between them still stops with a clear error before any checkpoint."""
+    cfg, _ = load_config("smoke-ae", {"lr": 1e30, "warmup": 1, "steps": 8, "log_every": 3, "checkpoint_every": 6,
+                                      "sample_every": 100})
+    with pytest.raises(TrainError, match="loss is (nan|inf)"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / STATE_FILE).exists()
 
 
 def test_bad_runs_are_refused(tmp_path: Path) -> None:
