@@ -216,9 +216,11 @@ def _dit_config(args: argparse.Namespace):
     from generator.train import load_config
 
     tiny = default_checkpoint()
+    # another autoencoder (--ae-path): the trainer carries the shipped DiT over to its latents (generator.transfer)
+    autoencoder = args.ae_path or str(tiny / "autoencoder.safetensors")
     cfg, _ = load_config("shapes-dit-tiny", {
-        "init": str(tiny), "autoencoder": str(tiny / "autoencoder.safetensors"), "batch_size": args.batch,
-        "latent_cache": args.cache_batches, "lr": args.lr, "warmup": 200, "twins": True, "bind": args.bind,
+        "init": str(tiny), "autoencoder": autoencoder, "batch_size": args.batch,
+        "latent_cache": args.cache_batches, "lr": args.lr, "warmup": args.warmup, "twins": True, "bind": args.bind,
         "movers": 0.5, "sizes": SIZES, "data_seed": args.data_seed, "workers": args.workers, "log_every": 20})
     return cfg
 
@@ -288,7 +290,7 @@ def run(args: argparse.Namespace) -> None:
         if args.ae:
             argv = [sys.executable, __file__, "train-ae", "--until-in", str(until - time.monotonic()), *_ae_argv(args)]
             ae_proc = subprocess.Popen(argv, stdout=open(RUNS / "ae.log", "w"), stderr=subprocess.STDOUT)
-        summary["dit"] = _timed_run(cfg, RUNS / "dit", until, margin=40, cal_steps=args.cal_steps, label="dit")
+        summary["dit"] = _timed_run(cfg, RUNS / "dit", until, margin=args.margin, cal_steps=args.cal_steps, label="dit")
     except Exception as exc:  # report it with whatever else came back
         summary["dit_error"] = repr(exc)
         import traceback
@@ -340,7 +342,7 @@ def _fill(args: argparse.Namespace) -> int:
     n = 0
     while n < args.cache_batches and (folder / f"batch-{n:06d}.safetensors").is_file():
         n += 1
-    if n < 8:
+    if n < min(8, args.cache_batches):
         raise RuntimeError(f"only {n} latent batches were coded (fill exit status {child.returncode})")
     return n
 
@@ -348,7 +350,8 @@ def _fill(args: argparse.Namespace) -> int:
 def _dit_argv(args: argparse.Namespace) -> list[str]:
     return ["--batch", str(args.batch), "--lr", str(args.lr), "--cache-batches", str(args.cache_batches),
             "--data-seed", str(args.data_seed), "--workers", str(args.workers),
-            "--bind" if args.bind else "--no-bind"]
+            "--warmup", str(args.warmup), "--bind" if args.bind else "--no-bind",
+            *(["--ae-path", args.ae_path] if args.ae_path else [])]
 
 
 def _clear(keep_cache: bool) -> None:
@@ -409,6 +412,10 @@ def main() -> None:
         p.add_argument("--until-in", type=float, default=None, help=argparse.SUPPRESS)
         p.add_argument("--batch", type=int, default=256, help="the step is host-bound: 64 ran at 607 samples/s")
         p.add_argument("--lr", type=float, default=3e-4)
+        p.add_argument("--warmup", type=int, default=200)
+        p.add_argument("--margin", type=float, default=40, help="seconds kept for the DiT's export and the return")
+        p.add_argument("--ae-path", default=None,
+                       help="the DiT's autoencoder, if not the shipped one (the DiT is carried over to its latents)")
         p.add_argument("--cache-batches", type=int, default=200)
         p.add_argument("--reuse-cache", action="store_true",
                        help="keep a latent cache an earlier call on this (warm) machine coded with the same settings")

@@ -56,6 +56,7 @@ from .errors import GeneratorError
 from .flow import FlowConfig, RectifiedFlow
 from .generate import DEFAULTS, clips_to_tensor
 from .text import drop_captions, load_text_encoder
+from .transfer import carry_over, fit_latent_maps
 
 log = logging.getLogger(__name__)
 
@@ -429,11 +430,27 @@ def _build(cfg: TrainConfig, base: Path | None,
     return model, objective, ae
 
 
-def _init_from(model: nn.Module, path: Path, kind: str) -> None:
-    """Copy exported weights into a fresh run (a new stage from a shipped model; AdamW starts anew)."""
+def _init_from(model: nn.Module, path: Path, kind: str,
+               latent_maps: Callable[[VideoAutoencoder], tuple[Tensor, ...]] | None = None) -> None:
+    """Copy exported weights into a fresh run (a new stage from a shipped model; AdamW starts anew).
+    A DiT trained on another autoencoder's latents (its bundle's autoencoder.safetensors beside it) is
+    carried over through `latent_maps(old autoencoder)` (generator.transfer)."""
     if path.is_dir():
         path = path / f"{kind}.safetensors"
     trained = load_component(path, kind)
+    if latent_maps is not None and trained.config.in_channels != model.config.in_channels:
+        old_ae = path.with_name("autoencoder.safetensors")
+        if not old_ae.is_file():
+            raise TrainError(f"{path} was trained on {trained.config.in_channels} latent channels and this run's "
+                             f"autoencoder has {model.config.in_channels}: carrying it over needs the autoencoder "
+                             f"it was trained with beside it ({old_ae} does not exist)")
+        try:
+            carry_over(trained, model, latent_maps(load_component(old_ae, "autoencoder")))
+        except ValueError as exc:
+            raise TrainError(f"cannot carry {path} over to this run: {exc}") from exc
+        log.info("carried %s over from %d to %d latent channels", path, trained.config.in_channels,
+                 model.config.in_channels)
+        return
     # the same network, or (an autoencoder) the same with extra decoder blocks, grown as the identity
     same = {"scaling_factor": 0, "shift_factor": 0, "decoder_extra_blocks": 0}
     extra_had, extra_wanted = (getattr(c.config, "decoder_extra_blocks", 0) for c in (trained, model))
@@ -519,8 +536,14 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, base: Path | None, devi
     torch.manual_seed(cfg.seed)  # initial weights
     model, objective, ae = _build(cfg, base, dev)
     if cfg.init and not resume:
+        maps = None
+        if ae is not None:  # a DiT: fit the latent maps on a batch of the run's own clips, should it need them
+            def maps(old: VideoAutoencoder) -> tuple[Tensor, ...]:
+                spec = BatchSpec(16, cfg.sizes[:1], cfg.frames, cfg.fps)
+                clips = ClipBatches(_source(cfg, base, cfg.data_seed + 2), spec, cfg.data_seed + 2).batch(0)[0]
+                return fit_latent_maps(old.to(dev), ae, clips_to_tensor(clips, dev))
         _init_from(model, Path(cfg.init) if Path(cfg.init).is_absolute() or base is None else base / cfg.init,
-                   cfg.kind)
+                   cfg.kind, latent_maps=maps)
     if cfg.train_part == "decoder":
         model.encoder.requires_grad_(False)
     model.to(dev)
