@@ -55,6 +55,7 @@ OUT = ROOT / "docs" / "benchmarks" / "generator-fit.md"
 REVERSED = {"left": "right", "right": "left", "up": "down", "down": "up"}
 UNIT = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}  # image axes, y down
 OBJECT_COLOURS = tuple(COLOURS)  # the Shapes world's palette, in its order
+PROBE_CLIPS = 8  # clips of each batch in the memorisation probe
 CAPTION_SEED = 7001  # fresh scenes: training draws scenes from the data seed's stream, never this one
 
 
@@ -74,7 +75,8 @@ def fit(bundle_dir: Path, batches: int, draws: int) -> dict[str, float]:
     data = ClipBatches(ShapesSource(training.get("data_seed", 0)), spec, training.get("data_seed", 0))
 
     def loss(b: int) -> float:
-        clips, captions = data.batch(b)
+        clips, captions = data.batch(b)  # the clips of training batch b (whatever its size)
+        clips, captions = clips[:PROBE_CLIPS], captions[:PROBE_CLIPS]  # GPU batches of 256 do not fit a CPU at once
         z, emb = ae.encode_latents(clips_to_tensor(clips)), text.encode(captions)
         return float(np.mean([flow.training_loss(dit, z, emb, generator=torch.Generator().manual_seed(1000 + r)).item()
                               for r in range(draws)]))
