@@ -11,13 +11,16 @@ captions and the modules writing them use (804 rows, fp32; no other row is ever 
 transformer layers in fp16 (fp32 again when loaded), with its deviation from the packaged encoder on
 sample captions, and a stand-in `av` module (training reads no video file). `run` rebuilds the
 encoder as an ordinary model folder, checks that every caption of the run tokenises inside the
-stored rows, then in one process continues the shipped DiT (`generator.train.train`, what
-`manage.py train dit` runs) on a large latent cache rendered by all CPU cores, and beside it, once
-the cache is coded, continues the shipped autoencoder's decoder on full 17-frame frames (encoder
-frozen: the DiT's latents stay valid). Each run's step count comes from a short timing run (60 DiT
-steps, 30 autoencoder steps) so that its cosine schedule ends with the time; both export, and
-everything comes back under $OUT as `result.tar.*` (15 MB pieces) and `summary.json`. The first
-use and what it measured: docs/training.md, "On a lent GPU".
+stored rows, then continues the shipped DiT (`generator.train.train`, what `manage.py train dit`
+runs) on a large latent cache that a child process codes with all CPU cores rendering (stopped at
+`--fill-seconds`), and beside it, once the cache is coded, trains an autoencoder: by default a new
+one with 16 latent channels from scratch (`--ae-mode wide`), or the shipped decoder continued with
+its encoder frozen (`--ae-mode decoder`), or none (`--no-ae`). With `--ae-path` the DiT trains on
+another autoencoder's latents, carried over from the shipped one (generator.transfer). Each run's
+step count comes from a short timing run (60 DiT steps, 30 autoencoder steps; 20 underestimated the
+rate by half) so that its cosine schedule ends with the time; both export, and everything comes
+back under $OUT as `result.tar.*` (15 MB pieces) and `summary.json`. What each use measured:
+docs/training.md, "On a lent GPU".
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -465,6 +466,14 @@ def _init_from(model: nn.Module, path: Path, kind: str,
                                                                   trained.config.shift_factor)
 
 
+def _latent_maps(cfg: TrainConfig, base: Path | None, dev: torch.device, ae: VideoAutoencoder,
+                 old: VideoAutoencoder) -> tuple[Tensor, ...]:
+    """The maps between `old`'s latents and the run's autoencoder's, fitted on a batch of the run's own clips."""
+    spec = BatchSpec(16, cfg.sizes[:1], cfg.frames, cfg.fps)
+    clips = ClipBatches(_source(cfg, base, cfg.data_seed + 2), spec, cfg.data_seed + 2).batch(0)[0]
+    return fit_latent_maps(old.to(dev), ae, clips_to_tensor(clips, dev))
+
+
 def _source(cfg: TrainConfig, base: Path | None, seed: int) -> ShapesSource | FolderSource:
     """The run's clips: the Shapes world, or its folder (relative to the config file's folder)."""
     if cfg.data == "shapes":
@@ -536,12 +545,7 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, base: Path | None, devi
     torch.manual_seed(cfg.seed)  # initial weights
     model, objective, ae = _build(cfg, base, dev)
     if cfg.init and not resume:
-        maps = None
-        if ae is not None:  # a DiT: fit the latent maps on a batch of the run's own clips, should it need them
-            def maps(old: VideoAutoencoder) -> tuple[Tensor, ...]:
-                spec = BatchSpec(16, cfg.sizes[:1], cfg.frames, cfg.fps)
-                clips = ClipBatches(_source(cfg, base, cfg.data_seed + 2), spec, cfg.data_seed + 2).batch(0)[0]
-                return fit_latent_maps(old.to(dev), ae, clips_to_tensor(clips, dev))
+        maps = None if ae is None else functools.partial(_latent_maps, cfg, base, dev, ae)  # used if it must be
         _init_from(model, Path(cfg.init) if Path(cfg.init).is_absolute() or base is None else base / cfg.init,
                    cfg.kind, latent_maps=maps)
     if cfg.train_part == "decoder":
