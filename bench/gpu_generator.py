@@ -341,9 +341,11 @@ def _fill(args: argparse.Namespace) -> int:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         print(f"[dit] latent cache stopped at its {args.fill_seconds:.0f} s limit", flush=True)
-    folder = RUNS / "dit-timing" / "latents" / "rank-0"
+    from generator.data.batches import LatentCache
+
+    cache = LatentCache(RUNS / "dit-timing" / "latents" / "rank-0", args.cache_batches, args.data_seed)
     n = 0
-    while n < args.cache_batches and (folder / f"batch-{n:06d}.safetensors").is_file():
+    while n < args.cache_batches and cache.path(n).is_file():
         n += 1
     if n < min(8, args.cache_batches):
         raise RuntimeError(f"only {n} latent batches were coded (fill exit status {child.returncode})")

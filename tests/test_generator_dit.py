@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from generator_helpers import small_dit
 
 from generator.attention import Rope3D, apply_rope
-from generator.dit import DiT_models, DiTConfig, VideoDiT, dit_config
+from generator.dit import DiT_models, DiTConfig, dit_config
 from generator.packing import bucket_by_tokens, pack_by_tokens, patch_grid, patchify, tokens_of, unpatchify
 from generator.text import HashingTextEncoder
 
@@ -19,20 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def encoder() -> HashingTextEncoder:
     return HashingTextEncoder(dim=TEXT_DIM)
-
-
-def small_dit(**overrides) -> VideoDiT:
-    torch.manual_seed(0)
-    config = {"in_channels": 4, "patch_size": (1, 2, 2), "width": 32, "depth": 2, "heads": 2,
-              "text_dim": TEXT_DIM, **overrides}
-    model = VideoDiT(DiTConfig(**config)).eval()
-    # adaLN-Zero makes a fresh model the identity on every branch and output 0; perturb the zero
-    # initialised layers so the tests below exercise attention, masks and conditioning for real.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
-    return model
 
 
 @pytest.mark.parametrize("name", list(DiT_models))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
 import pytest
 import torch
+from generator_helpers import small_dit
 
 from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
 from generator.conditioning import FrameCondition, extension, image_to_video, loop, random_frame_mask
-from generator.dit import DiTConfig, VideoDiT
 from generator.flow import FlowConfig, RectifiedFlow, shift_time
 from generator.sampler import SamplerConfig, guided_velocity, initial_noise, sample
 from generator.text import HashingTextEncoder
@@ -26,16 +27,7 @@ def encoder() -> HashingTextEncoder:
     return HashingTextEncoder(dim=TEXT_DIM)
 
 
-def small_dit(seed: int = 0, **overrides) -> VideoDiT:
-    torch.manual_seed(seed)
-    config = {"in_channels": 4, "patch_size": (1, 1, 1), "width": 32, "depth": 2, "heads": 2,
-              "text_dim": TEXT_DIM, **overrides}
-    model = VideoDiT(DiTConfig(**config)).eval()
-    with torch.no_grad():  # leave adaLN-Zero's zero start so the output depends on the inputs
-        for name, p in model.named_parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
-    return model
+small_dit = functools.partial(small_dit, patch_size=(1, 1, 1))  # one latent position per token
 
 
 def test_shift_keeps_the_ends_and_grows_with_size():

@@ -6,24 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from generator_helpers import small_dit
 
 from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
-from generator.dit import VideoDiT, dit_config
 from generator.text import HashingTextEncoder
 from generator.train import TrainError, load_config, train
 from generator.transfer import carry_over, fit_latent_maps
 
 SMALL_AE = {"base_channels": 8, "channel_mult": [1, 2, 2], "time_down": [True, False], "space_down": [True, True]}
-
-
-def _dit(channels: int, text_dim: int, seed: int) -> VideoDiT:
-    torch.manual_seed(seed)
-    model = VideoDiT(dit_config("tiny", width=32, depth=2, heads=2, in_channels=channels, text_dim=text_dim))
-    with torch.no_grad():  # a "trained" network: the zero-initialised layers made non-zero
-        for name, p in model.named_parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
-    return model.eval()
 
 
 def _ae(channels: int, seed: int) -> VideoAutoencoder:
@@ -43,7 +33,7 @@ def test_between_an_autoencoder_and_itself_the_carried_dit_is_the_same_function(
     A, a, B, b = maps = fit_latent_maps(ae, ae, _clips())
     assert torch.allclose(A, torch.eye(4), atol=1e-4) and torch.allclose(B, torch.eye(4), atol=1e-4)
     assert a.abs().max() < 1e-4 and b.abs().max() < 1e-4
-    trained, fresh = _dit(4, 16, seed=2), _dit(4, 16, seed=3)
+    trained, fresh = small_dit(2, in_channels=4), small_dit(3, in_channels=4)
     carry_over(trained, fresh, maps)
     x, t = torch.randn(2, 4, 2, 4, 4), torch.rand(2)
     assert torch.allclose(fresh(x, t, text), trained(x, t, text), atol=1e-4)
@@ -55,7 +45,7 @@ def test_the_maps_fold_into_the_first_and_last_layers_exactly() -> None:
     text = HashingTextEncoder(dim=16).encode(["a green ring", "a white star rising"])
     A, a, B, b = maps = fit_latent_maps(_ae(4, seed=1), _ae(8, seed=4), _clips())
     assert A.shape == (8, 4) and B.shape == (4, 8)
-    trained, carried = _dit(4, 16, seed=2), _dit(8, 16, seed=5)
+    trained, carried = small_dit(2, in_channels=4), small_dit(5, in_channels=8)
     carry_over(trained, carried, maps)
     x, t = torch.randn(2, 8, 2, 4, 4), torch.rand(2)
     mapped_in = torch.einsum("bnthw,no->bothw", x, A) + a[None, :, None, None, None]
@@ -65,9 +55,9 @@ def test_the_maps_fold_into_the_first_and_last_layers_exactly() -> None:
 
 def test_a_dit_of_another_architecture_is_refused() -> None:
     maps = fit_latent_maps(_ae(4, seed=1), _ae(8, seed=4), _clips())
-    deeper = VideoDiT(dit_config("tiny", width=32, depth=3, heads=2, in_channels=8, text_dim=16))
+    deeper = small_dit(in_channels=8, depth=3)
     with pytest.raises(ValueError, match="only the latent channels"):
-        carry_over(_dit(4, 16, seed=2), deeper, maps)
+        carry_over(small_dit(2, in_channels=4), deeper, maps)
 
 
 def test_a_dit_run_on_a_new_autoencoder_starts_from_a_bundle_trained_on_another(tmp_path: Path) -> None:
